@@ -1,0 +1,44 @@
+# legalstream — `make run` serves the sample cases, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint format eval bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/legalstream serve
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+eval: install
+	$(PY) -m legalstream.rag.eval
+
+bench: install
+	$(PY) bench/fanout.py
+	$(PY) bench/retrieval.py
+	$(PY) bench/agent.py
+
+bench-quick: install
+	$(PY) bench/fanout.py --quick
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache

@@ -1,0 +1,247 @@
+"""``create_app(settings)``: the Starlette application and the lifespan that owns
+the bus, the run manager, the retrieval engine and the agent.
+
+Mounting inside another Starlette/FastAPI app: Starlette does not run a mounted
+app's lifespan, so the parent runs it (docs/embedding.md)::
+
+    legal = create_app(settings)
+    parent = Starlette(routes=[Mount("/legal", legal)], lifespan=lambda app: legal.lifespan(legal))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from legalstream.agent.api import AgentRunner
+from legalstream.bus.base import BROADCAST, Bus
+from legalstream.bus.memory import MemoryBus
+from legalstream.runs import RunManager
+from legalstream.server import rest
+from legalstream.server.auth import Authenticator, AuthError
+from legalstream.server.connections import ConnectionRegistry
+from legalstream.server.protocol import ProtocolError
+from legalstream.server.session import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED
+from legalstream.server.state import Services
+from legalstream.server.ws import ws_query
+from legalstream.settings import Settings
+
+log = logging.getLogger("legalstream.app")
+
+WEB_DIR = Path(__file__).parent / "web"
+
+RunnerFactory = Callable[[Services], AgentRunner]
+
+
+class LegalStreamApp(Starlette):
+    """A Starlette app whose lifespan a parent app can run when mounting it."""
+
+    lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runner_factory: RunnerFactory | None = None,
+    load_engine: bool | None = None,
+) -> LegalStreamApp:
+    """Build the app. ``runner_factory`` replaces the CrewAI agent (tests, embedding)."""
+    settings = settings or Settings()
+    _configure_process(settings)
+    if load_engine is None:
+        load_engine = runner_factory is None
+    factory = runner_factory or _crew_runner
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await _start_services(settings, factory)
+        app.state.services = svc
+        try:
+            async with anyio.create_task_group() as tg:
+                svc.runs.bind(tg)
+                tg.start_soon(_broadcast_relay, svc)
+                tg.start_soon(_reaper, svc)
+                if load_engine:
+                    await anyio.to_thread.run_sync(_load_engine, svc)
+                    # Import CrewAI and build the agent now, not on the first query.
+                    await anyio.to_thread.run_sync(svc.runs.runner)
+                svc.ready = True
+                try:
+                    yield
+                finally:
+                    await _stop_services(svc)
+                    tg.cancel_scope.cancel()
+        finally:
+            await svc.bus.close()
+            if svc.engine is not None:
+                await anyio.to_thread.run_sync(svc.engine.close)
+
+    routes = [
+        WebSocketRoute("/ws/query", ws_query),
+        Route("/ws/status", rest.status, methods=["GET"]),
+        Route("/ws/broadcast", rest.broadcast, methods=["POST"]),
+        Route("/health", rest.health, methods=["GET"]),
+        Route("/ready", rest.ready, methods=["GET"]),
+        Route("/query", rest.query, methods=["POST"]),
+        Route("/runs", rest.list_runs, methods=["GET"]),
+        Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
+        Route("/cases", rest.cases, methods=["GET"]),
+    ]
+    if WEB_DIR.is_dir():
+        routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))
+        if (WEB_DIR / "index.html").exists():
+            routes.append(Route("/", _index, methods=["GET"]))
+    app = LegalStreamApp(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={AuthError: _auth_error, ProtocolError: _protocol_error},
+    )
+    app.lifespan = lifespan
+    app.state.settings = settings
+    return app
+
+
+async def _index(request: Request) -> Response:
+    from starlette.responses import FileResponse
+
+    return FileResponse(WEB_DIR / "index.html")
+
+
+async def _auth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    code = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(exc.status, "refused")
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    response = rest.error(exc.status, code, exc.message)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    return rest.error(400 if exc.code == "invalid_json" else 422, exc.code, exc.message)
+
+
+def _configure_process(settings: Settings) -> None:
+    """Process-wide switches that must be set before CrewAI is imported."""
+    if not settings.crewai_telemetry:
+        os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
+        os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    storage = settings.rag.data_dir / "crewai"
+    os.environ.setdefault("CREWAI_STORAGE_DIR", str(storage))
+
+
+def _make_bus(settings: Settings) -> Bus:
+    if settings.bus.backend == "redis":
+        from legalstream.bus.redis import RedisBus
+
+        return RedisBus(settings.bus, worker=_worker_id())
+    return MemoryBus(
+        history_per_run=settings.bus.history_per_run,
+        history_runs=settings.bus.history_runs,
+        subscriber_buffer=settings.bus.subscriber_buffer,
+    )
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def _start_services(settings: Settings, factory: RunnerFactory) -> Services:
+    bus = _make_bus(settings)
+    await bus.start()
+    registry = ConnectionRegistry(_worker_id())
+    holder: dict[str, Services] = {}
+    runs = RunManager(bus, lambda: factory(holder["svc"]), settings.runs)
+    svc = Services(
+        settings=settings,
+        bus=bus,
+        runs=runs,
+        registry=registry,
+        auth=Authenticator(settings.auth),
+    )
+    holder["svc"] = svc
+    attach = getattr(bus, "attach_registry", None)
+    if attach is not None:
+        attach(registry)
+    return svc
+
+
+def _load_engine(svc: Services) -> None:
+    from legalstream.rag.engine import RetrievalEngine, ensure_sample_corpus
+
+    rag = svc.settings.rag
+    svc.engine = RetrievalEngine.from_settings(rag)
+    if rag.ingest_sample_on_start and rag.sample_corpus.exists():
+        report = ensure_sample_corpus(svc.engine, rag.sample_corpus)
+        if report is not None:
+            log.info("sample corpus: %s", report)
+
+
+def _crew_runner(svc: Services) -> AgentRunner:
+    from legalstream.agent import build_runner
+
+    if svc.engine is None:
+        _load_engine(svc)
+    return build_runner(svc.settings, svc.engine)
+
+
+async def _broadcast_relay(svc: Services) -> None:
+    """Fan broadcast events out to this process's sessions."""
+    sub = svc.bus.subscribe(BROADCAST)
+    try:
+        async for event in sub:
+            for session in list(svc.sessions.values()):
+                session.send_event(event)
+    finally:
+        await sub.aclose()
+
+
+async def _reaper(svc: Services) -> None:
+    """Close idle connections and those whose token expired (one task for all)."""
+    idle = svc.settings.server.idle_timeout
+    while True:
+        await anyio.sleep(1.0)
+        wall = time.time()
+        for session in list(svc.sessions.values()):
+            expires = session.principal.expires_at
+            if expires is not None and wall > expires:
+                session.close(CLOSE_TOKEN_EXPIRED, "token expired")
+            elif idle > 0 and not session.info.runs and wall - session.info.last_activity > idle:
+                session.close(CLOSE_NORMAL, "idle timeout")
+
+
+async def _stop_services(svc: Services) -> None:
+    """Graceful shutdown: refuse new work, let runs finish, tell clients (1001)."""
+    svc.shutting_down = True
+    await svc.runs.shutdown(svc.settings.server.shutdown_grace)
+    # Give pumps a moment to deliver the runs' final frames.
+    with anyio.move_on_after(1.0):
+        while any(s.info.runs for s in svc.sessions.values()):  # noqa: ASYNC110 - shutdown only
+            await anyio.sleep(0.02)
+    for session in list(svc.sessions.values()):
+        session.close(CLOSE_GOING_AWAY, "server shutting down")
+    with anyio.move_on_after(3.0):
+        while svc.sessions:  # noqa: ASYNC110 - shutdown only
+            await anyio.sleep(0.02)
+
+
+def app_from_env() -> LegalStreamApp:
+    """Factory for ``uvicorn --factory legalstream.app:app_from_env`` (multi-worker)."""
+    return create_app(Settings())
+
+
+__all__ = ["LegalStreamApp", "create_app"]

@@ -1,0 +1,117 @@
+"""The bus interface: producers publish events to topics, sessions subscribe.
+
+Two kinds of topic exist:
+
+* a run topic (``run_topic(run_id)``): the run's events in ``seq`` order, with
+  a bounded history so a late or reconnecting subscriber can replay from any
+  ``after_seq`` it still covers;
+* the broadcast topic (:data:`BROADCAST`): notifications to every connection,
+  no history.
+
+A subscription is an async iterator of events. It ends when the topic is
+closed (the run finished) and raises :class:`SubscriptionOverflow` when its
+consumer fell further behind than its bounded buffer allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from legalstream.events import Event
+
+BROADCAST = "broadcast"
+
+
+def run_topic(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+class SubscriptionOverflow(Exception):
+    """The subscriber did not keep up; its bounded buffer filled."""
+
+
+class UnknownTopic(Exception):
+    """No such run in the bus's history (never existed or expired)."""
+
+
+@dataclass(slots=True)
+class History:
+    """What the bus still holds of a topic, for replay and resume."""
+
+    events: list[Event]
+    #: seq of the first event the bus still holds (1 when nothing was evicted).
+    first_seq: int
+    #: seq of the newest event published so far (0 when none).
+    last_seq: int
+    closed: bool
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run as the bus remembers it: for ``GET /runs`` and resume state."""
+
+    run_id: str
+    query: str
+    case_id: Any
+    user: str
+    status: str  # running | complete | error | cancelled
+    started_at: float
+    ended_at: float | None = None
+    event_count: int = 0
+    final: dict[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "query": self.query,
+            "case_id": self.case_id,
+            "user": self.user,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "event_count": self.event_count,
+        }
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Same interface for the in-process and the Redis implementation."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, topic: str, event: Event) -> None:
+        """Deliver ``event`` to the topic's subscribers (and its history)."""
+        ...
+
+    async def close_topic(self, topic: str) -> None:
+        """No more events: subscriptions end after draining."""
+        ...
+
+    def subscribe(self, topic: str, *, after_seq: int | None = None) -> Subscription:
+        """Follow a topic; with ``after_seq``, first replay history after it.
+
+        The caller must check coverage with :meth:`history` first when it
+        needs to know whether events were lost (resume).
+        """
+        ...
+
+    async def history(self, topic: str, *, after_seq: int = 0) -> History:
+        """Raises :class:`UnknownTopic` when the bus holds nothing of it."""
+        ...
+
+    async def save_run(self, record: RunRecord) -> None: ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]: ...

@@ -1,0 +1,198 @@
+"""The in-process bus: anyio memory object streams, one per subscriber.
+
+Everything here runs on the event loop and never awaits inside ``publish``:
+each subscriber owns a bounded stream, publishing is ``send_nowait`` into each
+of them, and a subscriber whose stream is full is cut off with
+:class:`SubscriptionOverflow` instead of slowing the producer or the other
+subscribers down. Each run topic keeps a bounded history (the last
+``history_per_run`` events) for replay and resume; the history of at most
+``history_runs`` finished runs is kept, oldest dropped first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from legalstream.bus.base import (
+    BROADCAST,
+    History,
+    RunRecord,
+    SubscriptionOverflow,
+    UnknownTopic,
+)
+from legalstream.events import Event
+
+
+class MemorySubscription:
+    """One subscriber's bounded view of a topic."""
+
+    def __init__(self, topic: _Topic | None, buffer: int) -> None:
+        self._topic = topic
+        send, receive = anyio.create_memory_object_stream[Event](buffer)
+        self._send: MemoryObjectSendStream[Event] = send
+        self._receive: MemoryObjectReceiveStream[Event] = receive
+        self.overflowed = False
+
+    def offer(self, event: Event) -> None:
+        """Hand over one event without waiting; overflow ends the subscription."""
+        if self.overflowed:
+            return
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.overflowed = True
+            self.finish()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def finish(self) -> None:
+        """No more events: the consumer drains what is buffered, then stops."""
+        self._send.close()
+        if self._topic is not None:
+            self._topic.subscribers.discard(self)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self.overflowed:
+                raise SubscriptionOverflow("subscriber fell behind its buffer") from None
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self.finish()
+        self._receive.close()
+
+
+class _Topic:
+    __slots__ = ("closed", "history", "last_seq", "subscribers")
+
+    def __init__(self, history_size: int) -> None:
+        self.history: deque[Event] = deque(maxlen=history_size)
+        self.last_seq = 0
+        self.closed = False
+        self.subscribers: set[MemorySubscription] = set()
+
+
+class MemoryBus:
+    """Single-process bus. See :class:`legalstream.bus.base.Bus`."""
+
+    def __init__(
+        self,
+        *,
+        history_per_run: int = 10_000,
+        history_runs: int = 1_000,
+        subscriber_buffer: int = 4096,
+    ) -> None:
+        self._history_per_run = history_per_run
+        self._history_runs = history_runs
+        self._buffer = subscriber_buffer
+        self._topics: dict[str, _Topic] = {}
+        # Finished topics in the order they finished, for bounded retention.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._broadcast: set[MemorySubscription] = set()
+        self._runs: OrderedDict[str, RunRecord] = OrderedDict()
+        self.published = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for topic in list(self._topics.values()):
+            for sub in list(topic.subscribers):
+                sub.finish()
+        for sub in list(self._broadcast):
+            sub.finish()
+
+    # -- publishing ---------------------------------------------------------
+
+    async def publish(self, topic: str, event: Event) -> None:
+        self.publish_nowait(topic, event)
+
+    def publish_nowait(self, topic: str, event: Event) -> None:
+        self.published += 1
+        if topic == BROADCAST:
+            for sub in list(self._broadcast):
+                sub.offer(event)
+            return
+        state = self._topic(topic)
+        if state.closed:
+            raise RuntimeError(f"publish to closed topic {topic}")
+        state.history.append(event)
+        if event.seq is not None:
+            state.last_seq = event.seq
+        for sub in list(state.subscribers):
+            sub.offer(event)
+
+    async def close_topic(self, topic: str) -> None:
+        state = self._topic(topic)
+        state.closed = True
+        for sub in list(state.subscribers):
+            sub.finish()
+        self._finished[topic] = None
+        while len(self._finished) > self._history_runs:
+            old, _ = self._finished.popitem(last=False)
+            self._topics.pop(old, None)
+            self._runs.pop(old.removeprefix("run:"), None)
+
+    # -- subscribing --------------------------------------------------------
+
+    def subscribe(self, topic: str, *, after_seq: int | None = None) -> MemorySubscription:
+        if topic == BROADCAST:
+            sub = MemorySubscription(None, self._buffer)
+            self._broadcast.add(sub)
+            return sub
+        state = self._topic(topic)
+        backlog = (
+            [e for e in state.history if e.seq is not None and e.seq > after_seq]
+            if after_seq is not None
+            else []
+        )
+        # The replayed backlog must fit whole; live events then get the normal buffer.
+        sub = MemorySubscription(state, self._buffer + len(backlog))
+        for event in backlog:
+            sub.offer(event)
+        if state.closed:
+            sub.finish()
+        else:
+            state.subscribers.add(sub)
+        return sub
+
+    async def history(self, topic: str, *, after_seq: int = 0) -> History:
+        state = self._topics.get(topic)
+        if state is None:
+            raise UnknownTopic(topic)
+        events = [e for e in state.history if e.seq is not None and e.seq > after_seq]
+        first = state.history[0].seq if state.history else state.last_seq + 1
+        return History(events=events, first_seq=first or 1, last_seq=state.last_seq, closed=state.closed)
+
+    def _topic(self, topic: str) -> _Topic:
+        state = self._topics.get(topic)
+        if state is None:
+            state = self._topics[topic] = _Topic(self._history_per_run)
+        return state
+
+    # -- run records --------------------------------------------------------
+
+    async def save_run(self, record: RunRecord) -> None:
+        self._runs[record.run_id] = record
+        self._runs.move_to_end(record.run_id)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]:
+        records = [r for r in reversed(self._runs.values()) if case_id is None or r.case_id == case_id]
+        return records[:limit]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._broadcast) + sum(len(t.subscribers) for t in self._topics.values())

@@ -1,0 +1,353 @@
+"""RunManager: starts, follows and cancels agent runs; the only door to ``agent/``.
+
+A run is one question answered by an :class:`~legalstream.agent.api.AgentRunner`
+in a worker thread. Its events travel::
+
+    worker thread ──emit()──► ThreadBridge ──call_soon_threadsafe──► run stream
+        ──publisher task (assigns seq)──► bus.publish(run topic)
+
+The bridge never blocks the event loop and never drops an event: the worker
+thread takes a slot of a bounded semaphore before handing an event over, and
+the publisher gives the slot back once it has taken the event. When the loop
+falls behind, the *worker* waits, not the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
+from legalstream.bus.base import Bus, RunRecord, run_topic
+from legalstream.events import ErrorCode, Event, EventType
+from legalstream.settings import RunSettings
+
+log = logging.getLogger("legalstream.runs")
+audit_log = logging.getLogger("legalstream.audit")
+
+AGENT_NAME = "Legal Question Answering Agent"
+TASK_NAME = "Answer legal question"
+
+#: Events one run may have in flight between its thread and the loop.
+BRIDGE_SLOTS = 256
+
+
+class ServerBusy(Exception):
+    """Too many runs are queued in this process."""
+
+
+@dataclass(slots=True)
+class Run:
+    request: RunRequest
+    connection_id: str | None
+    started_at: float = field(default_factory=time.time)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str | None = None
+    status: str = "running"
+    seq: int = 0
+    done: anyio.Event = field(default_factory=anyio.Event)
+    final: Event | None = None
+    cited_doc_ids: list[str] = field(default_factory=list)
+    #: Sessions currently streaming this run (any worker's, for resume grace).
+    followers: int = 0
+    grace_handle: asyncio.TimerHandle | None = None
+    first_event_at: float | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.request.run_id
+
+
+class ThreadBridge:
+    """Hands events from a worker thread to the loop, bounded and lossless."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, send: MemoryObjectSendStream[tuple[Event, bool]]
+    ) -> None:
+        self._loop = loop
+        self._send = send
+        self._slots = threading.BoundedSemaphore(BRIDGE_SLOTS)
+
+    def emit_from_thread(self, event: Event) -> None:
+        self._slots.acquire()
+        self._loop.call_soon_threadsafe(self._send.send_nowait, (event, True))
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+class RunManager:
+    """Owns run ids, seq numbers and the worker threads of this process."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        runner_factory: Callable[[], AgentRunner],
+        settings: RunSettings,
+        *,
+        on_finish: Callable[[Run], None] | None = None,
+    ) -> None:
+        self._bus = bus
+        self._runner_factory = runner_factory
+        self._runner: AgentRunner | None = None
+        self._runner_lock = threading.Lock()
+        self._settings = settings
+        self._limiter = anyio.CapacityLimiter(max(1, settings.max_concurrent))
+        self._runs: dict[str, Run] = {}
+        self._tg: TaskGroup | None = None
+        self._on_finish = on_finish
+        self.started = 0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def bind(self, task_group: TaskGroup) -> None:
+        self._tg = task_group
+
+    def runner(self) -> AgentRunner:
+        """The process's agent runner, built on first use (importing CrewAI is slow)."""
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = self._runner_factory()
+            return self._runner
+
+    async def shutdown(self, grace: float) -> None:
+        """Let running runs finish for ``grace`` seconds, then cancel the rest."""
+        with anyio.move_on_after(grace):
+            for run in list(self._runs.values()):
+                await run.done.wait()
+        for run in list(self._runs.values()):
+            self.cancel(run.run_id, "server shutting down")
+        with anyio.move_on_after(max(grace, 5.0)):
+            for run in list(self._runs.values()):
+                await run.done.wait()
+
+    # -- queries ------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    @property
+    def active(self) -> int:
+        return len(self._runs)
+
+    # -- starting -----------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        query: str,
+        case_id: Any,
+        stream_thinking: bool = True,
+        user: str = "anonymous",
+        connection_id: str | None = None,
+    ) -> Run:
+        """Create a run, publish its first frames and start its thread."""
+        if self._tg is None:
+            raise RuntimeError("RunManager is not bound to a task group (lifespan not running)")
+        if len(self._runs) >= self._settings.max_concurrent * 4:
+            raise ServerBusy("too many runs queued; try again shortly")
+        run_id = uuid.uuid4().hex
+        request = RunRequest(run_id, query, case_id, stream_thinking, user)
+        run = Run(request=request, connection_id=connection_id)
+        self._runs[run_id] = run
+        self.started += 1
+        # Thread events hold a bridge slot; the few loop-side ones use the spare room.
+        send, receive = anyio.create_memory_object_stream[tuple[Event, bool]](BRIDGE_SLOTS + 8)
+        loop = asyncio.get_running_loop()
+        bridge = ThreadBridge(loop, send)
+        await self._bus.save_run(self._record(run))
+        meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
+        send.send_nowait((self._event(run, EventType.QUERY_RECEIVED, input_data=meta), False))
+        start = self._event(
+            run,
+            EventType.AGENT_EXECUTION_START,
+            action="kickoff",
+            input_data={"query": query, "case_id": case_id},
+        )
+        send.send_nowait((start, False))
+        self._tg.start_soon(self._publisher, run, receive, bridge)
+        self._tg.start_soon(self._execute, run, send, bridge)
+        return run
+
+    def _event(self, run: Run, type_: EventType, **fields: Any) -> Event:
+        fields.setdefault("agent_name", AGENT_NAME)
+        fields.setdefault("task", TASK_NAME)
+        return Event(type=type_, run_id=run.run_id, **fields)
+
+    async def _execute(
+        self, run: Run, send: MemoryObjectSendStream[tuple[Event, bool]], bridge: ThreadBridge
+    ) -> None:
+        req = run.request
+
+        def emit(type_: EventType, **fields: Any) -> None:
+            bridge.emit_from_thread(self._event(run, type_, **fields))
+
+        final = self._final_error(run, ErrorCode.CANCELLED, "server shutting down")
+        watchdog = self._watchdog(run)
+        try:
+            # Shielded: a worker thread cannot be interrupted, so the task waits
+            # for it; shutdown stops runs through ``cancelled`` instead.
+            with anyio.CancelScope(shield=True):
+                runner = await anyio.to_thread.run_sync(self.runner)
+                if run.cancelled.is_set():
+                    raise RunCancelled
+                outcome: RunOutcome = await anyio.to_thread.run_sync(
+                    runner.run, req, emit, run.cancelled, limiter=self._limiter
+                )
+            run.status = "complete"
+            run.cited_doc_ids = sorted({c.get("doc_id") for c in outcome.citations if c.get("doc_id")})
+            final = self._event(
+                run,
+                EventType.AGENT_EXECUTION_COMPLETE,
+                action="final_answer",
+                output_data={"answer": outcome.answer, "citations": outcome.citations},
+                metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
+            )
+        except RunCancelled:
+            final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled")
+            run.status = "cancelled"
+        except RunFailed as exc:
+            if run.cancelled.is_set():
+                final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled")
+                run.status = "cancelled"
+            else:
+                final = self._final_error(run, exc.code, exc.message)
+                run.status = "error"
+        except Exception as exc:
+            log.exception("run %s failed", run.run_id)
+            final = self._final_error(run, ErrorCode.AGENT_FAILED, f"{type(exc).__name__}: {exc}")
+            run.status = "error"
+        finally:
+            watchdog.cancel()
+            run.final = final
+            send.send_nowait((final, False))
+            send.close()
+
+    def _final_error(self, run: Run, code: str, message: str) -> Event:
+        req = run.request
+        return self._event(
+            run,
+            EventType.AGENT_EXECUTION_ERROR,
+            error=message,
+            metadata={"query": req.query, "case_id": req.case_id, "code": str(code)},
+            code=str(code),
+        )
+
+    def _watchdog(self, run: Run) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(
+            self._settings.timeout_seconds,
+            lambda: self.cancel(run.run_id, f"run exceeded {self._settings.timeout_seconds:g}s"),
+        )
+
+    async def _publisher(
+        self, run: Run, receive: MemoryObjectReceiveStream[tuple[Event, bool]], bridge: ThreadBridge
+    ) -> None:
+        """Number the run's events in arrival order and put them on the bus."""
+        topic = run_topic(run.run_id)
+        try:
+            async with receive:
+                async for event, from_thread in receive:
+                    if from_thread:
+                        bridge.release()
+                    run.seq += 1
+                    event.seq = run.seq
+                    if run.first_event_at is None and run.seq > 2:
+                        run.first_event_at = time.time()
+                    try:
+                        await self._bus.publish(topic, event)
+                    except Exception:
+                        log.exception("bus publish failed for run %s", run.run_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._bus.close_topic(topic)
+                    await self._bus.save_run(self._record(run))
+                except Exception:
+                    log.exception("closing run %s on the bus failed", run.run_id)
+                self._finish(run)
+
+    def _finish(self, run: Run) -> None:
+        if run.grace_handle is not None:
+            run.grace_handle.cancel()
+        self._runs.pop(run.run_id, None)
+        run.done.set()
+        duration = time.time() - run.started_at
+        audit_log.info(
+            "query",
+            extra={
+                "audit": {
+                    "user": run.request.user,
+                    "run_id": run.run_id,
+                    "case_id": run.request.case_id,
+                    "outcome": run.status,
+                    "duration_s": round(duration, 4),
+                    "cited_doc_ids": run.cited_doc_ids,
+                    "connection_id": run.connection_id,
+                }
+            },
+        )
+        if self._on_finish is not None:
+            self._on_finish(run)
+
+    def _record(self, run: Run) -> RunRecord:
+        final = run.final.to_dict() if run.final is not None else None
+        return RunRecord(
+            run_id=run.run_id,
+            query=run.request.query,
+            case_id=run.request.case_id,
+            user=run.request.user,
+            status=run.status,
+            started_at=run.started_at,
+            ended_at=time.time() if run.final is not None else None,
+            event_count=run.seq,
+            final=final,
+        )
+
+    # -- cancelling and following -------------------------------------------
+
+    def cancel(self, run_id: str, reason: str = "cancelled by client") -> bool:
+        """Ask a run to stop; its thread notices before its next LLM/tool call."""
+        run = self._runs.get(run_id)
+        if run is None or run.final is not None:
+            return False
+        if not run.cancelled.is_set():
+            run.cancel_reason = reason
+            run.cancelled.set()
+        return True
+
+    def attach(self, run_id: str) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.followers += 1
+        if run.grace_handle is not None:
+            run.grace_handle.cancel()
+            run.grace_handle = None
+
+    def detach(self, run_id: str) -> None:
+        """A follower went away; cancel once nobody follows after the grace period."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.followers = max(0, run.followers - 1)
+        if run.followers:
+            return
+        grace = self._settings.resume_grace_seconds
+        if grace <= 0:
+            self.cancel(run_id, "client disconnected")
+            return
+        loop = asyncio.get_running_loop()
+        run.grace_handle = loop.call_later(
+            grace, lambda: run.followers == 0 and self.cancel(run_id, "client disconnected")
+        )

@@ -1,0 +1,81 @@
+"""The registry of live WebSocket connections behind ``GET /ws/status``.
+
+A connection is registered after the handshake is accepted and removed in the
+session's ``finally`` block, so the registry is exact at all times: a closed,
+dropped or timed-out connection is gone the moment its session ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    connection_id: str
+    user: str
+    client: str | None
+    connected_at: float = field(default_factory=time.time)
+    last_activity: float = field(default_factory=time.time)
+    messages_sent: int = 0
+    messages_received: int = 0
+    queue_depth: int = 0
+    dropped: int = 0
+    runs: set[str] = field(default_factory=set)
+    worker: str | None = None
+
+    def touch(self) -> None:
+        self.last_activity = time.time()
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.connection_id,
+            "metadata": {
+                "connected_at": iso(self.connected_at),
+                "last_activity": iso(self.last_activity),
+                "user": self.user,
+                "client": self.client,
+                "worker": self.worker,
+                "active_runs": sorted(self.runs),
+                "messages_sent": self.messages_sent,
+                "messages_received": self.messages_received,
+                "queue_depth": self.queue_depth,
+                "dropped": self.dropped,
+            },
+        }
+
+
+class ConnectionRegistry:
+    """This process's connections; the Redis bus publishes it for other workers."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self._connections: dict[str, ConnectionInfo] = {}
+
+    def add(self, info: ConnectionInfo) -> None:
+        info.worker = self.worker
+        self._connections[info.connection_id] = info
+
+    def remove(self, connection_id: str) -> None:
+        self._connections.pop(connection_id, None)
+
+    def get(self, connection_id: str) -> ConnectionInfo | None:
+        return self._connections.get(connection_id)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def count_for(self, user: str) -> int:
+        return sum(1 for c in self._connections.values() if c.user == user)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [c.to_status() for c in list(self._connections.values())]

@@ -1,0 +1,327 @@
+"""One WebSocket connection on ``/ws/query``: read commands, stream runs.
+
+Per connection there is one reader (the handler itself), one outbox with a
+writer task that exists only while frames are queued, and one pump task per
+run the connection follows. Pumps never await the socket: they put encoded
+frames into the bounded outbox, so a slow client cannot stall the bus or other
+clients. When the outbox is full the client is a *slow consumer* and the
+connection is closed with 1013 (try again later); a resume picks its runs up
+again (docs/protocol.md, "Slow consumers").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from legalstream.bus.base import SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.events import (
+    LIFECYCLE_TYPES,
+    ErrorCode,
+    Event,
+    EventType,
+    decode_event,
+    error_event,
+)
+from legalstream.runs import ServerBusy
+from legalstream.server.auth import Principal
+from legalstream.server.connections import ConnectionInfo
+from legalstream.server.protocol import (
+    CancelCommand,
+    ProtocolError,
+    QueryCommand,
+    ReplayCommand,
+    ResumeCommand,
+    SubscribeCommand,
+    parse_message,
+)
+from legalstream.server.state import Services
+
+log = logging.getLogger("legalstream.session")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN_EXPIRED = 4401
+
+_LIFECYCLE = frozenset(t.value for t in LIFECYCLE_TYPES)
+
+
+class EventFilter:
+    """Which event types of a run reach this client (``stream_thinking``, ``events``)."""
+
+    __slots__ = ("allowed",)
+
+    def __init__(self, stream_thinking: bool, events: frozenset[str] | None) -> None:
+        allowed: frozenset[str] | None = None if stream_thinking else _LIFECYCLE
+        if events is not None:
+            allowed = events if allowed is None else allowed & events
+        self.allowed = allowed
+
+    def __call__(self, event: Event) -> bool:
+        # Final frames always pass: the seed's clients loop until they see one.
+        return self.allowed is None or event.type in self.allowed or event.is_final
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, svc: Services, principal: Principal) -> None:
+        self.ws = websocket
+        self.svc = svc
+        self.principal = principal
+        self.id = uuid.uuid4().hex
+        client = websocket.client
+        self.info = ConnectionInfo(
+            connection_id=self.id,
+            user=principal.user,
+            client=f"{client.host}:{client.port}" if client else None,
+        )
+        self._outbox: deque[str] = deque()
+        self._capacity = svc.settings.server.send_queue_size
+        self._writer_running = False
+        self._wakeup = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._pumps: dict[str, anyio.CancelScope] = {}
+        self._subscription: frozenset[str] | None = None
+        self.closing = False
+
+    # -- outbound -----------------------------------------------------------
+
+    def send_event(self, event: Event) -> None:
+        """Queue a frame; never waits. A full outbox marks a slow consumer."""
+        if self.closing:
+            return
+        if len(self._outbox) >= self._capacity:
+            self.info.dropped += 1
+            self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
+            return
+        self._outbox.append(event.frame_for(self.id))
+        self.info.queue_depth = len(self._outbox)
+        if not self._writer_running and self._tg is not None:
+            self._writer_running = True
+            self._tg.start_soon(self._writer)
+
+    def send_error(self, code: ErrorCode | str, message: str, **kw: Any) -> None:
+        self.send_event(error_event(code, message, **kw))
+
+    async def _writer(self) -> None:
+        try:
+            while self._outbox:
+                frame = self._outbox.popleft()
+                self.info.queue_depth = len(self._outbox)
+                await self.ws.send_text(frame)
+                self.info.messages_sent += 1
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self.close(CLOSE_NORMAL, "")
+        finally:
+            self._writer_running = False
+
+    def close(self, code: int, reason: str) -> None:
+        """Close from anywhere (reaper, pumps, shutdown); idempotent."""
+        if self.closing:
+            return
+        self.closing = True
+        self._outbox.clear()
+        if self._tg is not None:
+            self._tg.start_soon(self._close, code, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A peer that never reads may never take the close frame either.
+        with anyio.move_on_after(2.0):
+            try:
+                await self.ws.close(code, reason)
+            except Exception:
+                pass
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # -- main loop ----------------------------------------------------------
+
+    async def serve(self) -> None:
+        svc = self.svc
+        svc.registry.add(self.info)
+        svc.sessions[self.id] = self
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self.send_event(
+                    Event(
+                        type=EventType.CONNECTION_ESTABLISHED,
+                        action="connect",
+                        metadata={
+                            "connection_id": self.id,
+                            "user": self.principal.user,
+                            "protocol": "legalstream/1",
+                        },
+                    )
+                )
+                await self._read_loop()
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            svc.registry.remove(self.id)
+            svc.sessions.pop(self.id, None)
+            for run_id in list(self.info.runs):
+                svc.runs.detach(run_id)
+            self.info.runs.clear()
+
+    async def _read_loop(self) -> None:
+        max_bytes = self.svc.settings.server.max_frame_bytes
+        max_chars = self.svc.settings.server.max_query_chars
+        while not self.closing:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            self.info.touch()
+            self.info.messages_received += 1
+            text = message.get("text")
+            if text is None:
+                if message.get("bytes") is not None:
+                    if len(message["bytes"]) > max_bytes:
+                        self.close(CLOSE_TOO_BIG, "frame too large")
+                        return
+                    self.send_error(
+                        ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+                    )
+                continue
+            # uvicorn enforces ws_max_size too; this holds when mounted elsewhere.
+            if len(text) > max_bytes or len(text.encode()) > max_bytes:
+                self.close(CLOSE_TOO_BIG, "frame too large")
+                return
+            try:
+                command = parse_message(text, max_query_chars=max_chars)
+                await self._dispatch(command)
+            except ProtocolError as exc:
+                self.send_error(exc.code, exc.message, run_id=exc.run_id)
+
+    async def _dispatch(self, command: Any) -> None:
+        match command:
+            case QueryCommand():
+                await self._query(command)
+            case CancelCommand(run_id=run_id):
+                if run_id not in self.info.runs or not self.svc.runs.cancel(run_id):
+                    raise ProtocolError(ErrorCode.UNKNOWN_RUN, "no active run with that id", run_id)
+            case ResumeCommand():
+                await self._resume(command)
+            case ReplayCommand():
+                await self._replay(command)
+            case SubscribeCommand(events=events):
+                self._subscription = events
+
+    # -- commands -----------------------------------------------------------
+
+    async def _query(self, cmd: QueryCommand) -> None:
+        if self.principal.expires_at is not None and time.time() > self.principal.expires_at:
+            self.close(CLOSE_TOKEN_EXPIRED, "token expired")
+            raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired; reconnect with a new one")
+        if not self.principal.has_scope("query"):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "token lacks the 'query' scope")
+        if not self.principal.may_query(cmd.case_id):
+            raise ProtocolError(ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}")
+        cap = self.svc.settings.server.max_runs_per_connection
+        if len(self.info.runs) >= cap:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_RUNS, f"at most {cap} concurrent runs per connection"
+            )
+        try:
+            run = await self.svc.runs.start(
+                query=cmd.query,
+                case_id=cmd.case_id,
+                stream_thinking=cmd.stream_thinking,
+                user=self.principal.user,
+                connection_id=self.id,
+            )
+        except ServerBusy as exc:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc)) from None
+        events = cmd.events if cmd.events is not None else self._subscription
+        self._follow(run.run_id, 0, EventFilter(cmd.stream_thinking, events))
+
+    async def _resume(self, cmd: ResumeCommand) -> None:
+        record = await self.svc.bus.get_run(cmd.run_id)
+        if record is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", cmd.run_id)
+        self._check_owner(record.user, cmd.run_id)
+        try:
+            history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
+        except UnknownTopic:
+            history = None
+        if history is None or history.first_seq > cmd.after_seq + 1:
+            # Events after after_seq are gone: say so, and hand over the run's state.
+            self.send_event(
+                Event(
+                    type=EventType.RESUME_FAILED,
+                    run_id=cmd.run_id,
+                    error="events after after_seq are no longer in history",
+                    metadata={
+                        "after_seq": cmd.after_seq,
+                        "first_available_seq": history.first_seq if history else None,
+                        "last_seq": history.last_seq if history else record.event_count,
+                        "lost": [cmd.after_seq + 1, (history.first_seq - 1) if history else record.event_count],
+                        "status": record.status,
+                    },
+                    output_data=(record.final or {}).get("output_data"),
+                )
+            )
+            if record.final is not None or history is None:
+                if record.final is not None:
+                    self.send_event(decode_event(record.final))
+                return
+            after = history.first_seq - 1
+        else:
+            after = cmd.after_seq
+        if cmd.run_id in self.info.runs:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "this connection already follows that run", cmd.run_id)
+        self._follow(cmd.run_id, after, EventFilter(cmd.stream_thinking, cmd.events or self._subscription))
+
+    async def _replay(self, cmd: ReplayCommand) -> None:
+        record = await self.svc.bus.get_run(cmd.run_id)
+        if record is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", cmd.run_id)
+        self._check_owner(record.user, cmd.run_id)
+        if record.status == "running":
+            raise ProtocolError(
+                ErrorCode.RUN_NOT_FINISHED, "run is still going: use resume", cmd.run_id
+            )
+        try:
+            history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
+        except UnknownTopic:
+            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "run history expired", cmd.run_id) from None
+        for event in history.events:
+            self.send_event(event)
+
+    def _check_owner(self, owner: str, run_id: str) -> None:
+        if owner != self.principal.user and not self.principal.is_admin:
+            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", run_id)
+
+    # -- following runs ---------------------------------------------------------
+
+    def _follow(self, run_id: str, after_seq: int, allowed: EventFilter) -> None:
+        assert self._tg is not None
+        self.info.runs.add(run_id)
+        self.svc.runs.attach(run_id)
+        self._tg.start_soon(self._pump, run_id, after_seq, allowed)
+
+    async def _pump(self, run_id: str, after_seq: int, allowed: EventFilter) -> None:
+        sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
+        try:
+            async for event in sub:
+                if allowed(event):
+                    self.send_event(event)
+                if event.is_final:
+                    break
+        except SubscriptionOverflow:
+            self.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
+        finally:
+            await sub.aclose()
+            if run_id in self.info.runs:
+                self.info.runs.discard(run_id)
+                self.svc.runs.detach(run_id)
+

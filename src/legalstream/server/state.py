@@ -1,0 +1,42 @@
+"""What the endpoints share: one :class:`Services` per app, made by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+
+from legalstream.bus.base import Bus
+from legalstream.runs import RunManager
+from legalstream.server.auth import Authenticator
+from legalstream.server.connections import ConnectionRegistry
+from legalstream.settings import Settings
+
+if TYPE_CHECKING:
+    from legalstream.server.session import Session
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    bus: Bus
+    runs: RunManager
+    registry: ConnectionRegistry
+    auth: Authenticator
+    sessions: dict[str, Session] = field(default_factory=dict)
+    #: The retrieval engine, once loaded (None until ready or when not used).
+    engine: Any = None
+    ready: bool = False
+    startup_error: str | None = None
+    shutting_down: bool = False
+
+
+def services(conn: HTTPConnection) -> Services:
+    svc: Services | None = getattr(conn.app.state, "services", None)
+    if svc is None:
+        raise RuntimeError(
+            "legalstream services are not running: when mounting the app, run its "
+            "lifespan from the parent's (see docs/embedding.md)"
+        )
+    return svc

@@ -1,0 +1,46 @@
+"""The ``/ws/query`` endpoint: check the handshake, then hand over to a Session."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from legalstream.server.auth import AuthError
+from legalstream.server.session import Session
+from legalstream.server.state import services
+
+log = logging.getLogger("legalstream.ws")
+
+
+async def ws_query(websocket: WebSocket) -> None:
+    svc = services(websocket)
+    # Everything that can refuse a client happens before accept(), so a refused
+    # client gets a plain HTTP status instead of an opened-then-closed socket.
+    try:
+        svc.auth.check_origin(websocket)
+        principal, subprotocol = await svc.auth.authenticate(websocket)
+        if svc.shutting_down:
+            raise AuthError(503, "server shutting down")
+        if len(svc.registry) >= svc.settings.server.max_connections:
+            raise AuthError(503, "too many connections")
+    except AuthError as exc:
+        await _deny(websocket, exc.status, exc.message)
+        return
+    await websocket.accept(subprotocol=subprotocol)
+    await Session(websocket, svc, principal).serve()
+
+
+async def _deny(websocket: WebSocket, status: int, message: str) -> None:
+    response = JSONResponse({"error": message, "code": _code(status)}, status_code=status)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008, reason=message)
+
+
+def _code(status: int) -> str:
+    return {401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "unavailable"}.get(
+        status, "refused"
+    )

@@ -1,0 +1,166 @@
+"""One typed settings object for the whole service.
+
+Sources, strongest first: keyword arguments, ``LEGALSTREAM_*`` environment
+variables (nested sections with ``__``, e.g. ``LEGALSTREAM_BUS__BACKEND=redis``),
+the TOML file named by ``--config`` / ``LEGALSTREAM_CONFIG``, then
+``config/default.toml``, then the defaults below. docs/configuration.md lists
+every field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    #: uvicorn WebSocket implementation; bench/fanout.py measured the choices.
+    ws_impl: Literal["websockets-sansio", "websockets", "wsproto", "auto"] = "websockets-sansio"
+    #: Largest inbound frame; larger ones close the connection with 1009.
+    max_frame_bytes: int = 64 * 1024
+    max_query_chars: int = 4000
+    #: Concurrent runs one connection may have.
+    max_runs_per_connection: int = 4
+    #: Frames buffered per connection before it counts as a slow consumer.
+    send_queue_size: int = 1024
+    #: Seconds without any inbound message before the server closes (0: never).
+    idle_timeout: float = 300.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    per_message_deflate: bool = False
+    max_connections: int = 10_000
+    #: Seconds given to runs to finish on shutdown before they are cancelled.
+    shutdown_grace: float = 5.0
+
+
+class BusSettings(BaseModel):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Key prefix in Redis, so several deployments can share one server.
+    redis_prefix: str = "legalstream"
+    #: Events kept per run for replay/resume (memory bus and Redis MAXLEN).
+    history_per_run: int = 10_000
+    #: Finished runs whose history the memory bus keeps.
+    history_runs: int = 1_000
+    #: Seconds a finished run's history is kept in Redis.
+    retention_seconds: int = 24 * 3600
+    #: Buffer of one subscription before it is dropped as too slow.
+    subscriber_buffer: int = 4096
+    #: Heartbeat period of a worker's connection list in Redis.
+    heartbeat_seconds: float = 2.0
+
+
+class RunSettings(BaseModel):
+    #: Runs executing at once in this process (worker threads).
+    max_concurrent: int = 16
+    #: Seconds a run keeps going after its client disconnects, for resume.
+    resume_grace_seconds: float = 0.0
+    #: Hard limit on one run's duration.
+    timeout_seconds: float = 300.0
+
+
+class RagSettings(BaseModel):
+    data_dir: Path = REPO_ROOT / ".data"
+    store: Literal["edge", "qdrant"] = "edge"
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    #: qdrant-client local mode path (tests, small deployments); ":memory:" works.
+    qdrant_path: str | None = None
+    collection: str = "legal_chunks"
+    embed_model: str = "minilm-onnx"
+    embed_batch_size: int = 32
+    top_k: int = 5
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    chunk_size: int = 1200
+    chunk_overlap: int = 150
+    sample_corpus: Path = REPO_ROOT / "data" / "sample"
+    ingest_sample_on_start: bool = True
+
+
+class LLMOptions(BaseModel):
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float = 0.0
+    timeout: float = 60.0
+    max_tokens: int | None = None
+    stream: bool = True
+    max_retries: int = 0
+
+
+class AuthSettings(BaseModel):
+    mode: Literal["none", "jwt"] = "none"
+    algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    secret: str | None = None
+    public_key_file: Path | None = None
+    jwks_file: Path | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_seconds: int = 10
+    allowed_origins: list[str] = Field(default_factory=list)
+    ticket_ttl_seconds: int = 30
+
+
+class LimitSettings(BaseModel):
+    connects_per_minute: str = "120/minute"
+    queries_per_minute: str = "60/minute"
+    max_connections_per_user: int = 100
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LEGALSTREAM_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    server: ServerSettings = ServerSettings()
+    bus: BusSettings = BusSettings()
+    runs: RunSettings = RunSettings()
+    rag: RagSettings = RagSettings()
+    #: "offline" (extractive backend) or any CrewAI model id, e.g. "openai/gpt-4o-mini".
+    llm: str = "offline"
+    llm_options: LLMOptions = LLMOptions()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    log_level: str = "info"
+    #: CrewAI telemetry/tracing; off unless an operator turns it on.
+    crewai_telemetry: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [p for p in (DEFAULT_CONFIG, _extra_config()) if p is not None and p.exists()]
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, files))
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from the files and environment, with ``config`` as extra TOML."""
+        if config is not None:
+            os.environ["LEGALSTREAM_CONFIG"] = str(config)
+        return cls(**overrides)
+
+
+def _extra_config() -> Path | None:
+    value = os.environ.get("LEGALSTREAM_CONFIG")
+    return Path(value) if value else None
