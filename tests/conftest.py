@@ -12,10 +12,9 @@ os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
-from support import ScriptedRunner, live_server  # noqa: E402
-
-from legalstream.app import create_app  # noqa: E402
-from legalstream.settings import Settings  # noqa: E402
+from legalstream.app import create_app
+from legalstream.settings import Settings
+from support import ScriptedRunner, live_server
 
 
 @pytest.fixture
@@ -34,3 +33,7 @@ def server(tmp_settings: Settings, scripted: ScriptedRunner):
     app = create_app(tmp_settings, runner_factory=lambda svc: scripted)
     with live_server(app, tmp_settings) as srv:
         yield srv
+
+
+# A real Redis (127.0.0.1:6379 or one we start) with a key prefix per test.
+from redis_fixture import redis_bus_settings, redis_prefix, redis_url  # noqa: E402, F401

@@ -33,8 +33,16 @@ def free_port() -> int:
 class ScriptedRunner:
     """Emits a run-shaped sequence of events; ``steps`` tool rounds, ``delay`` between events."""
 
-    def __init__(self, steps: int = 2, delay: float = 0.0, chunks: int = 5, fail: str | None = None):
+    def __init__(
+        self,
+        steps: int = 2,
+        delay: float = 0.0,
+        chunks: int = 5,
+        fail: str | None = None,
+        chunk_bytes: int = 0,
+    ):
         self.steps = steps
+        self.padding = "x" * chunk_bytes
         self.delay = delay
         self.chunks = chunks
         self.fail = fail
@@ -60,23 +68,40 @@ class ScriptedRunner:
                 emit(EventType.LLM_END, metadata={"model": "scripted"})
                 emit(EventType.THINKING_END, metadata={"step": i})
                 self._check(cancelled)
-                emit(EventType.AGENT_ACTION, action="tool_usage", tool_name="RAG Legal Retrieval Tool")
-                emit(EventType.TOOL_START, tool_name="RAG Legal Retrieval Tool", input_data={"query": request.query})
-                emit(EventType.RAG_QUERY_START, input_data={"query": request.query, "case_id": request.case_id})
+                emit(
+                    EventType.AGENT_ACTION,
+                    action="tool_usage",
+                    tool_name="RAG Legal Retrieval Tool",
+                )
+                emit(
+                    EventType.TOOL_START,
+                    tool_name="RAG Legal Retrieval Tool",
+                    input_data={"query": request.query},
+                )
+                emit(
+                    EventType.RAG_QUERY_START,
+                    input_data={"query": request.query, "case_id": request.case_id},
+                )
                 time.sleep(self.delay)
                 emit(EventType.RAG_QUERY_END, output_data={"hits": []})
-                emit(EventType.TOOL_END, tool_name="RAG Legal Retrieval Tool", output_data={"hits": 0})
+                emit(
+                    EventType.TOOL_END,
+                    tool_name="RAG Legal Retrieval Tool",
+                    output_data={"hits": 0},
+                )
                 emit(EventType.AGENT_OBSERVATION, output_data={"observation": "..."})
             if self.fail:
                 emit(EventType.LLM_ERROR, error=self.fail)
                 raise RunFailed("llm_failed", self.fail)
             for c in range(self.chunks):
                 self._check(cancelled)
-                emit(EventType.LLM_STREAM_CHUNK, output_data={"chunk": f"part{c} "})
+                emit(EventType.LLM_STREAM_CHUNK, output_data={"chunk": f"part{c} {self.padding}"})
                 time.sleep(self.delay)
             emit(EventType.AGENT_END, agent_name=agent)
             answer = f"Scripted answer to: {request.query}"
-            return RunOutcome(answer=answer, citations=[{"doc_id": f"case-{request.case_id}/x", "quote": "q"}])
+            return RunOutcome(
+                answer=answer, citations=[{"doc_id": f"case-{request.case_id}/x", "quote": "q"}]
+            )
         finally:
             with self._lock:
                 self.active -= 1
@@ -88,7 +113,9 @@ class LiveServer:
     def __init__(self, app: Any, settings: Settings, **overrides: Any) -> None:
         self.port = free_port()
         self.settings = settings
-        config = uvicorn_config(settings, app, host="127.0.0.1", port=self.port, log_level="warning", **overrides)
+        config = uvicorn_config(
+            settings, app, host="127.0.0.1", port=self.port, log_level="warning", **overrides
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

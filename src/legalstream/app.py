@@ -26,15 +26,19 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from legalstream.agent.api import AgentRunner
-from legalstream.bus.base import BROADCAST, Bus
+from legalstream.audit import configure_audit
+from legalstream.bus.base import BROADCAST, Bus, BusUnavailable
 from legalstream.bus.memory import MemoryBus
+from legalstream.metrics import Metrics, metrics_endpoint
 from legalstream.runs import RunManager
 from legalstream.server import rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
+from legalstream.server.limits import Limits
 from legalstream.server.protocol import ProtocolError
 from legalstream.server.session import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED
 from legalstream.server.state import Services
+from legalstream.server.tickets import issue_ticket
 from legalstream.server.ws import ws_query
 from legalstream.settings import Settings
 
@@ -50,6 +54,17 @@ class LegalStreamApp(Starlette):
 
     lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
 
+    async def graceful_shutdown(self) -> None:
+        """Refuse new work, finish or cancel runs, close clients with 1001.
+
+        ``legalstream.server.runner.Server`` calls this before uvicorn closes
+        every WebSocket with 1012; the lifespan's shutdown calls it again (a no-op
+        by then). Idempotent.
+        """
+        svc = getattr(self.state, "services", None)
+        if svc is not None:
+            await _stop_services(svc)
+
 
 def create_app(
     settings: Settings | None = None,
@@ -60,13 +75,16 @@ def create_app(
     """Build the app. ``runner_factory`` replaces the CrewAI agent (tests, embedding)."""
     settings = settings or Settings()
     _configure_process(settings)
+    configure_audit(settings.audit)
     if load_engine is None:
         load_engine = runner_factory is None
     factory = runner_factory or _crew_runner
+    # One registry per app (never prometheus_client's global one).
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = await _start_services(settings, factory)
+        svc = await _start_services(settings, factory, metrics)
         app.state.services = svc
         try:
             async with anyio.create_task_group() as tg:
@@ -84,6 +102,8 @@ def create_app(
                     await _stop_services(svc)
                     tg.cancel_scope.cancel()
         finally:
+            await svc.auth.aclose()
+            await svc.limits.aclose()
             await svc.bus.close()
             if svc.engine is not None:
                 await anyio.to_thread.run_sync(svc.engine.close)
@@ -92,12 +112,14 @@ def create_app(
         WebSocketRoute("/ws/query", ws_query),
         Route("/ws/status", rest.status, methods=["GET"]),
         Route("/ws/broadcast", rest.broadcast, methods=["POST"]),
+        Route("/ws/ticket", issue_ticket, methods=["POST"]),
         Route("/health", rest.health, methods=["GET"]),
         Route("/ready", rest.ready, methods=["GET"]),
         Route("/query", rest.query, methods=["POST"]),
         Route("/runs", rest.list_runs, methods=["GET"]),
         Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
         Route("/cases", rest.cases, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))
@@ -106,10 +128,15 @@ def create_app(
     app = LegalStreamApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={AuthError: _auth_error, ProtocolError: _protocol_error},
+        exception_handlers={
+            AuthError: _auth_error,
+            ProtocolError: _protocol_error,
+            BusUnavailable: _bus_error,
+        },
     )
     app.lifespan = lifespan
     app.state.settings = settings
+    app.state.metrics = metrics
     return app
 
 
@@ -122,16 +149,20 @@ async def _index(request: Request) -> Response:
 async def _auth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthError)
     code = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(exc.status, "refused")
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     response = rest.error(exc.status, code, exc.message)
-    if headers:
-        response.headers.update(headers)
+    response.headers.update(exc.headers)
     return response
 
 
 async def _protocol_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
     return rest.error(400 if exc.code == "invalid_json" else 422, exc.code, exc.message)
+
+
+async def _bus_error(request: Request, exc: Exception) -> Response:
+    response = rest.error(503, "bus_unavailable", f"event bus unavailable: {exc}")
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 def _configure_process(settings: Settings) -> None:
@@ -160,20 +191,32 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-async def _start_services(settings: Settings, factory: RunnerFactory) -> Services:
+async def _start_services(
+    settings: Settings, factory: RunnerFactory, metrics: Metrics | None = None
+) -> Services:
     bus = _make_bus(settings)
     await bus.start()
     registry = ConnectionRegistry(_worker_id())
     holder: dict[str, Services] = {}
-    runs = RunManager(bus, lambda: factory(holder["svc"]), settings.runs)
+    runs = RunManager(
+        bus,
+        lambda: factory(holder["svc"]),
+        settings.runs,
+        on_finish=metrics.run_finished if metrics else None,
+        on_event=metrics.event_published if metrics else None,
+    )
     svc = Services(
         settings=settings,
         bus=bus,
         runs=runs,
         registry=registry,
-        auth=Authenticator(settings.auth),
+        auth=Authenticator.from_settings(settings),
+        limits=Limits.from_settings(settings),
+        metrics=metrics,
     )
     holder["svc"] = svc
+    if metrics is not None:
+        metrics.bind(svc)
     attach = getattr(bus, "attach_registry", None)
     if attach is not None:
         attach(registry)

@@ -62,6 +62,8 @@ class Run:
     followers: int = 0
     grace_handle: asyncio.TimerHandle | None = None
     first_event_at: float | None = None
+    #: The asking client's address, for the audit log.
+    client_ip: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -69,21 +71,56 @@ class Run:
 
 
 class ThreadBridge:
-    """Hands events from a worker thread to the loop, bounded and lossless."""
+    """Hands events from a worker thread to the loop: bounded, lossless, batched.
+
+    A thread appends to a pending list and schedules one loop callback only
+    when the list was empty, so a burst of events costs one wake-up of the
+    loop, not one per event.
+    """
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, send: MemoryObjectSendStream[tuple[Event, bool]]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: MemoryObjectSendStream[list[tuple[Event, bool]]],
     ) -> None:
         self._loop = loop
         self._send = send
         self._slots = threading.BoundedSemaphore(BRIDGE_SLOTS)
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Event, bool]] = []
 
     def emit_from_thread(self, event: Event) -> None:
         self._slots.acquire()
-        self._loop.call_soon_threadsafe(self._send.send_nowait, (event, True))
+        with self._lock:
+            self._pending.append((event, True))
+            if len(self._pending) > 1:
+                return
+        self._loop.call_soon_threadsafe(self._flush)
 
-    def release(self) -> None:
-        self._slots.release()
+    def emit_from_loop(self, event: Event) -> None:
+        """Loop-side events (lifecycle frames) take the same path, keeping order."""
+        with self._lock:
+            self._pending.append((event, False))
+            if len(self._pending) > 1:
+                return
+        self._flush()
+
+    def close(self) -> None:
+        """After the final event: flush what is pending, then end the stream."""
+        self._flush()
+        self._send.close()
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            # Never blocks: each batch holds at least one slot or is one of the
+            # few loop-side frames, and the stream has room for all of them.
+            self._send.send_nowait(batch)
+
+    def release(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
 
 
 class RunManager:
@@ -96,6 +133,7 @@ class RunManager:
         settings: RunSettings,
         *,
         on_finish: Callable[[Run], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self._bus = bus
         self._runner_factory = runner_factory
@@ -106,7 +144,14 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self._tg: TaskGroup | None = None
         self._on_finish = on_finish
+        #: Called with every run event as it is published (metrics); must be cheap.
+        self._on_event = on_event
         self.started = 0
+        # Redis bus: a session on another worker may follow or cancel a run of ours.
+        self._remote: Callable[..., bool] | None = getattr(bus, "send_control", None)
+        register = getattr(bus, "on_remote_control", None)
+        if register is not None:
+            register(self._on_remote_control)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -140,6 +185,10 @@ class RunManager:
     def active(self) -> int:
         return len(self._runs)
 
+    def active_for(self, user: str) -> int:
+        """Runs of one user going in this process (per-user concurrency limit)."""
+        return sum(1 for run in self._runs.values() if run.request.user == user)
+
     # -- starting -----------------------------------------------------------
 
     async def start(
@@ -150,33 +199,36 @@ class RunManager:
         stream_thinking: bool = True,
         user: str = "anonymous",
         connection_id: str | None = None,
+        client_ip: str | None = None,
     ) -> Run:
         """Create a run, publish its first frames and start its thread."""
         if self._tg is None:
             raise RuntimeError("RunManager is not bound to a task group (lifespan not running)")
-        if len(self._runs) >= self._settings.max_concurrent * 4:
+        if len(self._runs) >= self._settings.max_concurrent + self._settings.max_queued:
             raise ServerBusy("too many runs queued; try again shortly")
         run_id = uuid.uuid4().hex
         request = RunRequest(run_id, query, case_id, stream_thinking, user)
-        run = Run(request=request, connection_id=connection_id)
+        run = Run(request=request, connection_id=connection_id, client_ip=client_ip)
         self._runs[run_id] = run
         self.started += 1
-        # Thread events hold a bridge slot; the few loop-side ones use the spare room.
-        send, receive = anyio.create_memory_object_stream[tuple[Event, bool]](BRIDGE_SLOTS + 8)
+        # Thread batches hold bridge slots; the few loop-side ones use the spare room.
+        send, receive = anyio.create_memory_object_stream[list[tuple[Event, bool]]](
+            BRIDGE_SLOTS + 8
+        )
         loop = asyncio.get_running_loop()
         bridge = ThreadBridge(loop, send)
         await self._bus.save_run(self._record(run))
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
-        send.send_nowait((self._event(run, EventType.QUERY_RECEIVED, input_data=meta), False))
+        bridge.emit_from_loop(self._event(run, EventType.QUERY_RECEIVED, input_data=meta))
         start = self._event(
             run,
             EventType.AGENT_EXECUTION_START,
             action="kickoff",
             input_data={"query": query, "case_id": case_id},
         )
-        send.send_nowait((start, False))
+        bridge.emit_from_loop(start)
         self._tg.start_soon(self._publisher, run, receive, bridge)
-        self._tg.start_soon(self._execute, run, send, bridge)
+        self._tg.start_soon(self._execute, run, bridge)
         return run
 
     def _event(self, run: Run, type_: EventType, **fields: Any) -> Event:
@@ -184,9 +236,7 @@ class RunManager:
         fields.setdefault("task", TASK_NAME)
         return Event(type=type_, run_id=run.run_id, **fields)
 
-    async def _execute(
-        self, run: Run, send: MemoryObjectSendStream[tuple[Event, bool]], bridge: ThreadBridge
-    ) -> None:
+    async def _execute(self, run: Run, bridge: ThreadBridge) -> None:
         req = run.request
 
         def emit(type_: EventType, **fields: Any) -> None:
@@ -205,7 +255,9 @@ class RunManager:
                     runner.run, req, emit, run.cancelled, limiter=self._limiter
                 )
             run.status = "complete"
-            run.cited_doc_ids = sorted({c.get("doc_id") for c in outcome.citations if c.get("doc_id")})
+            run.cited_doc_ids = sorted(
+                {c.get("doc_id") for c in outcome.citations if c.get("doc_id")}
+            )
             final = self._event(
                 run,
                 EventType.AGENT_EXECUTION_COMPLETE,
@@ -214,11 +266,15 @@ class RunManager:
                 metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
             )
         except RunCancelled:
-            final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled")
+            final = self._final_error(
+                run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled"
+            )
             run.status = "cancelled"
         except RunFailed as exc:
             if run.cancelled.is_set():
-                final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled")
+                final = self._final_error(
+                    run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled"
+                )
                 run.status = "cancelled"
             else:
                 final = self._final_error(run, exc.code, exc.message)
@@ -230,8 +286,8 @@ class RunManager:
         finally:
             watchdog.cancel()
             run.final = final
-            send.send_nowait((final, False))
-            send.close()
+            bridge.emit_from_loop(final)
+            bridge.close()
 
     def _final_error(self, run: Run, code: str, message: str) -> Event:
         req = run.request
@@ -251,23 +307,30 @@ class RunManager:
         )
 
     async def _publisher(
-        self, run: Run, receive: MemoryObjectReceiveStream[tuple[Event, bool]], bridge: ThreadBridge
+        self,
+        run: Run,
+        receive: MemoryObjectReceiveStream[list[tuple[Event, bool]]],
+        bridge: ThreadBridge,
     ) -> None:
         """Number the run's events in arrival order and put them on the bus."""
         topic = run_topic(run.run_id)
         try:
             async with receive:
-                async for event, from_thread in receive:
-                    if from_thread:
-                        bridge.release()
-                    run.seq += 1
-                    event.seq = run.seq
-                    if run.first_event_at is None and run.seq > 2:
-                        run.first_event_at = time.time()
-                    try:
-                        await self._bus.publish(topic, event)
-                    except Exception:
-                        log.exception("bus publish failed for run %s", run.run_id)
+                async for batch in receive:
+                    for event, _ in batch:
+                        run.seq += 1
+                        event.seq = run.seq
+                        if run.first_event_at is None and run.seq > 2:
+                            run.first_event_at = time.time()
+                        if self._on_event is not None:
+                            self._on_event(event)
+                        try:
+                            await self._bus.publish(topic, event)
+                        except Exception:
+                            log.exception("bus publish failed for run %s", run.run_id)
+                    # Slots come back only once published: a slow bus slows the
+                    # worker thread, never the loop, and nothing piles up.
+                    bridge.release(sum(1 for _, from_thread in batch if from_thread))
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -288,6 +351,7 @@ class RunManager:
             extra={
                 "audit": {
                     "user": run.request.user,
+                    "client_ip": run.client_ip,
                     "run_id": run.run_id,
                     "case_id": run.request.case_id,
                     "outcome": run.status,
@@ -319,6 +383,8 @@ class RunManager:
     def cancel(self, run_id: str, reason: str = "cancelled by client") -> bool:
         """Ask a run to stop; its thread notices before its next LLM/tool call."""
         run = self._runs.get(run_id)
+        if run is None and self._remote is not None:
+            return self._remote("cancel", run_id, reason)
         if run is None or run.final is not None:
             return False
         if not run.cancelled.is_set():
@@ -329,6 +395,8 @@ class RunManager:
     def attach(self, run_id: str) -> None:
         run = self._runs.get(run_id)
         if run is None:
+            if self._remote is not None:
+                self._remote("attach", run_id)
             return
         run.followers += 1
         if run.grace_handle is not None:
@@ -339,6 +407,8 @@ class RunManager:
         """A follower went away; cancel once nobody follows after the grace period."""
         run = self._runs.get(run_id)
         if run is None:
+            if self._remote is not None:
+                self._remote("detach", run_id)
             return
         run.followers = max(0, run.followers - 1)
         if run.followers:
@@ -351,3 +421,14 @@ class RunManager:
         run.grace_handle = loop.call_later(
             grace, lambda: run.followers == 0 and self.cancel(run_id, "client disconnected")
         )
+
+    def _on_remote_control(self, op: str, run_id: str, reason: str | None) -> None:
+        """Another worker's session attached to, detached from or cancelled a run of ours."""
+        if run_id not in self._runs:
+            return
+        if op == "attach":
+            self.attach(run_id)
+        elif op == "detach":
+            self.detach(run_id)
+        elif op == "cancel":
+            self.cancel(run_id, reason or "cancelled by client")

@@ -68,6 +68,8 @@ class BusSettings(BaseModel):
 class RunSettings(BaseModel):
     #: Runs executing at once in this process (worker threads).
     max_concurrent: int = 16
+    #: Runs waiting for a worker thread before new queries get ``server_busy``.
+    max_queued: int = 256
     #: Seconds a run keeps going after its client disconnects, for resume.
     resume_grace_seconds: float = 0.0
     #: Hard limit on one run's duration.
@@ -90,6 +92,17 @@ class RagSettings(BaseModel):
     chunk_overlap: int = 150
     sample_corpus: Path = REPO_ROOT / "data" / "sample"
     ingest_sample_on_start: bool = True
+    #: Reciprocal-rank-fusion constant of hybrid search (score = Σ w/(k + rank)). A small k
+    #: lets either arm's top hits lead; `make eval` measured 10 best (2, 10, 60 tried).
+    rrf_k: int = 10
+    #: RRF weights of the (dense, bm25) arms; None weighs them equally.
+    rrf_weights: tuple[float, float] | None = None
+    #: Candidates each hybrid arm fetches before fusion.
+    prefetch: int = 40
+    #: BM25 IDF computed over the queried case only (Edge and Qdrant server).
+    bm25_idf_per_case: bool = True
+    #: onnxruntime intra-op threads for embeddings (0: onnxruntime's default).
+    embed_threads: int = 0
 
 
 class LLMOptions(BaseModel):
@@ -103,22 +116,60 @@ class LLMOptions(BaseModel):
 
 
 class AuthSettings(BaseModel):
+    """Who may connect (docs/security.md)."""
+
+    #: "none": everyone is an anonymous admin; only allowed when bound to loopback.
     mode: Literal["none", "jwt"] = "none"
+    #: Accepted JWT algorithms: HS256 (``secret``) and/or RS256/ES256 (``public_key_file``
+    #: or ``jwks_file``). A token whose header names another algorithm is refused.
     algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
     secret: str | None = None
+    #: PEM public key for RS*/ES*/PS*/EdDSA tokens.
     public_key_file: Path | None = None
+    #: JWKS document (``{"keys": [...]}``); the token's ``kid`` picks the key.
     jwks_file: Path | None = None
     audience: str | None = None
     issuer: str | None = None
+    #: Clock skew tolerated on ``exp``/``nbf``/``iat``.
     leeway_seconds: int = 10
+    #: Scopes of a token that carries no ``scope``/``scopes`` claim.
+    default_scopes: list[str] = Field(default_factory=lambda: ["query"])
+    #: Exact ``Origin`` values allowed on WebSocket handshakes; empty: any origin.
     allowed_origins: list[str] = Field(default_factory=list)
+    #: Lifetime of a ``POST /ws/ticket`` ticket (single use).
     ticket_ttl_seconds: int = 30
+    #: Accept ``?token=`` on the handshake (least preferred: URLs end up in logs).
+    allow_query_token: bool = True
 
 
 class LimitSettings(BaseModel):
+    """Rate limits per user and per client IP (``limits`` strings, moving windows)."""
+
+    #: Enforce the limits below; unset: on with auth mode "jwt", off with "none".
+    enabled: bool | None = None
+
+    #: WebSocket handshakes per client IP (refused with HTTP 429).
     connects_per_minute: str = "120/minute"
+    #: WebSocket handshakes per authenticated user (refused with HTTP 429).
+    user_connects_per_minute: str = "120/minute"
+    #: Queries (WebSocket and ``POST /query``) per user and per client IP.
     queries_per_minute: str = "60/minute"
+    #: Runs one user may have going at once in this process.
+    max_concurrent_runs_per_user: int = 8
+    #: Open WebSocket connections per user in this process.
     max_connections_per_user: int = 100
+    #: Ticket requests (``POST /ws/ticket``) per user.
+    tickets_per_minute: str = "60/minute"
+    #: Storage of the counters: "auto" is Redis when the bus is Redis, memory otherwise.
+    storage: Literal["auto", "memory", "redis"] = "auto"
+
+
+class AuditSettings(BaseModel):
+    """The audit log: one JSON line per query (docs/security.md, "Audit log")."""
+
+    enabled: bool = True
+    #: File to append to; unset: stderr.
+    path: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -137,6 +188,7 @@ class Settings(BaseSettings):
     llm_options: LLMOptions = LLMOptions()
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
+    audit: AuditSettings = AuditSettings()
     log_level: str = "info"
     #: CrewAI telemetry/tracing; off unless an operator turns it on.
     crewai_telemetry: bool = False

@@ -36,6 +36,10 @@ class UnknownTopic(Exception):
     """No such run in the bus's history (never existed or expired)."""
 
 
+class BusUnavailable(Exception):
+    """The bus's backing service (Redis) failed; try again later (resume)."""
+
+
 @dataclass(slots=True)
 class History:
     """What the bus still holds of a topic, for replay and resume."""

@@ -60,6 +60,16 @@ class MemorySubscription:
         return self
 
     async def __anext__(self) -> Event:
+        # receive() yields to the loop even when items are buffered; draining
+        # with receive_nowait first costs one wake-up per burst, not per event.
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self.overflowed:
+                raise SubscriptionOverflow("subscriber fell behind its buffer") from None
+            raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -172,7 +182,9 @@ class MemoryBus:
             raise UnknownTopic(topic)
         events = [e for e in state.history if e.seq is not None and e.seq > after_seq]
         first = state.history[0].seq if state.history else state.last_seq + 1
-        return History(events=events, first_seq=first or 1, last_seq=state.last_seq, closed=state.closed)
+        return History(
+            events=events, first_seq=first or 1, last_seq=state.last_seq, closed=state.closed
+        )
 
     def _topic(self, topic: str) -> _Topic:
         state = self._topics.get(topic)
@@ -190,7 +202,9 @@ class MemoryBus:
         return self._runs.get(run_id)
 
     async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]:
-        records = [r for r in reversed(self._runs.values()) if case_id is None or r.case_id == case_id]
+        records = [
+            r for r in reversed(self._runs.values()) if case_id is None or r.case_id == case_id
+        ]
         return records[:limit]
 
     @property

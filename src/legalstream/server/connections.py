@@ -32,9 +32,33 @@ class ConnectionInfo:
     dropped: int = 0
     runs: set[str] = field(default_factory=set)
     worker: str | None = None
+    #: When the last frame was written to the socket (None: nothing yet).
+    last_sent: float | None = None
+    #: Frames the send queue holds before the client counts as a slow consumer.
+    queue_capacity: int = 0
 
     def touch(self) -> None:
         self.last_activity = time.time()
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        """What is knowable about this connection's health (docs/operations.md).
+
+        uvicorn answers WebSocket pings itself and sends its own keepalive pings
+        (``server.ping_interval``), closing a peer that misses ``ping_timeout``;
+        it does not tell the app when a pong arrived, so ``last_pong`` is always
+        null. ``last_inbound_s`` is the age of the last client *message*.
+        """
+        now = time.time() if now is None else now
+        fill = self.queue_depth / self.queue_capacity if self.queue_capacity else 0.0
+        stalled = self.queue_depth > 0 and now - (self.last_sent or self.connected_at) > 5.0
+        state = "stalled" if stalled else "backlogged" if fill >= 0.5 else "ok"
+        return {
+            "state": state,
+            "queue_fill": round(fill, 4),
+            "last_inbound_s": round(now - self.last_activity, 3),
+            "last_sent_s": round(now - self.last_sent, 3) if self.last_sent else None,
+            "last_pong": None,
+        }
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -49,7 +73,10 @@ class ConnectionInfo:
                 "messages_sent": self.messages_sent,
                 "messages_received": self.messages_received,
                 "queue_depth": self.queue_depth,
+                "queue_capacity": self.queue_capacity,
                 "dropped": self.dropped,
+                "last_sent": iso(self.last_sent),
+                "health": self.health(),
             },
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import anyio
@@ -9,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from legalstream.audit import audit_refused
 from legalstream.bus.base import BROADCAST, UnknownTopic, run_topic
 from legalstream.events import ErrorCode, Event, EventType
 from legalstream.runs import ServerBusy
@@ -95,7 +97,9 @@ async def ready(request: Request) -> Response:
     if svc.startup_error:
         return ORJSONResponse({"status": "failed", "error": svc.startup_error}, status_code=503)
     if not svc.ready or svc.shutting_down:
-        return ORJSONResponse({"status": "starting" if not svc.shutting_down else "stopping"}, status_code=503)
+        return ORJSONResponse(
+            {"status": "starting" if not svc.shutting_down else "stopping"}, status_code=503
+        )
     return ORJSONResponse({"status": "ready"})
 
 
@@ -105,16 +109,45 @@ async def query(request: Request) -> Response:
     svc = services(request)
     data = await _json_body(request)
     try:
-        cmd = parse_message(orjson.dumps(data).decode(), max_query_chars=svc.settings.server.max_query_chars)
+        cmd = parse_message(
+            orjson.dumps(data).decode(), max_query_chars=svc.settings.server.max_query_chars
+        )
     except ProtocolError as exc:
         return error(422, exc.code, exc.message)
+    except orjson.JSONEncodeError:
+        # Parsed JSON nested deeper than orjson.dumps allows (254 levels).
+        return error(422, ErrorCode.INVALID_MESSAGE, "body is nested too deeply")
     if not isinstance(cmd, QueryCommand):
         return error(422, ErrorCode.INVALID_MESSAGE, "body must be a query")
+    client_ip = request.client.host if request.client else None
     if not principal.may_query(cmd.case_id):
+        audit_refused(
+            user=principal.user, client_ip=client_ip, case_id=cmd.case_id, outcome="forbidden_case"
+        )
         return error(403, ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}")
+    if svc.limits is not None:
+        limited = await svc.limits.check_query(
+            principal, client_ip, svc.runs.active_for(principal.user)
+        )
+        if limited is not None:
+            audit_refused(
+                user=principal.user,
+                client_ip=client_ip,
+                case_id=cmd.case_id,
+                outcome="rate_limited",
+            )
+            response = error(
+                429, ErrorCode.RATE_LIMITED, limited.message, metadata=limited.metadata()
+            )
+            response.headers["Retry-After"] = str(max(1, round(limited.retry_after + 0.5)))
+            return response
     try:
         run = await svc.runs.start(
-            query=cmd.query, case_id=cmd.case_id, stream_thinking=False, user=principal.user
+            query=cmd.query,
+            case_id=cmd.case_id,
+            stream_thinking=False,
+            user=principal.user,
+            client_ip=client_ip,
         )
     except ServerBusy as exc:
         return error(503, ErrorCode.SERVER_BUSY, str(exc))
@@ -144,7 +177,10 @@ async def list_runs(request: Request) -> Response:
             case_id = int(case_param)
         except ValueError:
             return error(422, ErrorCode.INVALID_CASE_ID, "case_id must be an integer")
-    limit = min(int(request.query_params.get("limit", "100") or 100), 1000)
+    try:
+        limit = max(1, min(int(request.query_params.get("limit", "100") or 100), 1000))
+    except ValueError:
+        return error(422, ErrorCode.INVALID_FIELD, "limit must be an integer")
     records = await svc.bus.list_runs(case_id=case_id, limit=limit)
     visible = [r.to_dict() for r in records if principal.is_admin or r.user == principal.user]
     return ORJSONResponse({"runs": visible})
@@ -178,7 +214,12 @@ async def cases(request: Request) -> Response:
     infos = await anyio.to_thread.run_sync(engine.cases)
     items = []
     for info in infos:
-        item = info.to_dict() if hasattr(info, "to_dict") else dict(vars(info))
+        if hasattr(info, "to_dict"):
+            item = info.to_dict()
+        elif dataclasses.is_dataclass(info):  # CaseInfo is a slots dataclass: no vars()
+            item = dataclasses.asdict(info)  # type: ignore[arg-type]
+        else:
+            item = dict(vars(info))
         if principal.may_query(item.get("case_id")):
             items.append(item)
     return ORJSONResponse({"cases": items})

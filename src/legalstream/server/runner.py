@@ -7,6 +7,7 @@ the same way.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from legalstream.audit import install_redaction
 from legalstream.settings import Settings
 
 log = logging.getLogger("legalstream.server")
@@ -56,7 +58,53 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
         "timeout_graceful_shutdown": server.shutdown_grace + 5,
     }
     options.update(overrides)
-    return uvicorn.Config(app, **options)
+    config = uvicorn.Config(app, **options)
+    # After Config configured logging: keep ?token=/?ticket= out of the access log.
+    install_redaction()
+    return config
+
+
+def _graceful_hook(app: Any) -> Any:
+    """The app's ``graceful_shutdown`` coroutine function, through uvicorn's wrappers."""
+    for _ in range(16):
+        if app is None:
+            return None
+        hook = getattr(app, "graceful_shutdown", None)
+        if callable(hook):
+            return hook
+        app = getattr(app, "app", None)
+    return None
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, but shutdown tells WebSocket clients properly.
+
+    ``uvicorn.Server.shutdown`` closes every WebSocket with 1012 *before* the
+    lifespan shutdown runs, so the app's own graceful stop (finish or cancel
+    runs, deliver their final frames, close with 1001) would come too late.
+    This subclass stops listening, runs the app's ``graceful_shutdown`` first,
+    then lets uvicorn finish as usual.
+    """
+
+    async def startup(self, sockets: Any = None) -> None:
+        install_redaction()  # worker processes configure logging afresh
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        for listener in getattr(self, "servers", []):
+            listener.close()
+        hook = _graceful_hook(self.config.loaded_app) if self.config.loaded else None
+        if hook is not None and not self.force_exit:
+            timeout = (
+                2 * self.config.timeout_graceful_shutdown
+                if self.config.timeout_graceful_shutdown
+                else None
+            )
+            try:
+                await asyncio.wait_for(hook(), timeout)
+            except Exception:
+                log.exception("graceful shutdown of the app failed")
+        await super().shutdown(sockets)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
@@ -67,15 +115,20 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
         return 2
     if workers > 1:
         config = uvicorn_config(
-            settings, "legalstream.app:app_from_env", host=host, port=port, workers=workers, factory=True
+            settings,
+            "legalstream.app:app_from_env",
+            host=host,
+            port=port,
+            workers=workers,
+            factory=True,
         )
         from uvicorn.supervisors import Multiprocess
 
         sock = config.bind_socket()
-        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        Multiprocess(config, target=Server(config).run, sockets=[sock]).run()
         return 0
     from legalstream.app import create_app
 
     config = uvicorn_config(settings, create_app(settings), host=host, port=port)
-    uvicorn.Server(config).run()
+    Server(config).run()
     return 0

@@ -21,7 +21,8 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from legalstream.bus.base import SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.audit import audit_refused
+from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, UnknownTopic, run_topic
 from legalstream.events import (
     LIFECYCLE_TYPES,
     ErrorCode,
@@ -86,6 +87,8 @@ class Session:
         )
         self._outbox: deque[str] = deque()
         self._capacity = svc.settings.server.send_queue_size
+        self.info.queue_capacity = self._capacity
+        self._metrics = svc.metrics
         self._writer_running = False
         self._wakeup = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -101,10 +104,15 @@ class Session:
             return
         if len(self._outbox) >= self._capacity:
             self.info.dropped += 1
+            if self._metrics is not None:
+                self._metrics.frame_dropped()
+                self._metrics.slow_consumer("send_buffer_full")
             self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
             return
         self._outbox.append(event.frame_for(self.id))
         self.info.queue_depth = len(self._outbox)
+        if self._metrics is not None:
+            self._metrics.event_delivered(event)
         if not self._writer_running and self._tg is not None:
             self._writer_running = True
             self._tg.start_soon(self._writer)
@@ -119,6 +127,7 @@ class Session:
                 self.info.queue_depth = len(self._outbox)
                 await self.ws.send_text(frame)
                 self.info.messages_sent += 1
+                self.info.last_sent = time.time()
         except (WebSocketDisconnect, OSError, RuntimeError):
             self.close(CLOSE_NORMAL, "")
         finally:
@@ -149,6 +158,8 @@ class Session:
         svc = self.svc
         svc.registry.add(self.info)
         svc.sessions[self.id] = self
+        if self._metrics is not None:
+            self._metrics.connection_opened()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -189,7 +200,8 @@ class Session:
                         self.close(CLOSE_TOO_BIG, "frame too large")
                         return
                     self.send_error(
-                        ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
+                        ErrorCode.BINARY_NOT_SUPPORTED,
+                        "binary frames are not supported; send JSON text",
                     )
                 continue
             # uvicorn enforces ws_max_size too; this holds when mounted elsewhere.
@@ -201,6 +213,8 @@ class Session:
                 await self._dispatch(command)
             except ProtocolError as exc:
                 self.send_error(exc.code, exc.message, run_id=exc.run_id)
+            except BusUnavailable as exc:
+                self.send_error(ErrorCode.SERVER_BUSY, f"event bus unavailable, try again: {exc}")
 
     async def _dispatch(self, command: Any) -> None:
         match command:
@@ -225,12 +239,26 @@ class Session:
         if not self.principal.has_scope("query"):
             raise ProtocolError(ErrorCode.FORBIDDEN, "token lacks the 'query' scope")
         if not self.principal.may_query(cmd.case_id):
-            raise ProtocolError(ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}")
+            self._audit_refused(cmd, ErrorCode.FORBIDDEN_CASE)
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}"
+            )
         cap = self.svc.settings.server.max_runs_per_connection
         if len(self.info.runs) >= cap:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_RUNS, f"at most {cap} concurrent runs per connection"
             )
+        client_ip = self.ws.client.host if self.ws.client else None
+        if self.svc.limits is not None:
+            limited = await self.svc.limits.check_query(
+                self.principal, client_ip, self.svc.runs.active_for(self.principal.user)
+            )
+            if limited is not None:
+                self._audit_refused(cmd, ErrorCode.RATE_LIMITED)
+                self.send_error(
+                    ErrorCode.RATE_LIMITED, limited.message, metadata=limited.metadata()
+                )
+                return
         try:
             run = await self.svc.runs.start(
                 query=cmd.query,
@@ -238,6 +266,7 @@ class Session:
                 stream_thinking=cmd.stream_thinking,
                 user=self.principal.user,
                 connection_id=self.id,
+                client_ip=client_ip,
             )
         except ServerBusy as exc:
             raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc)) from None
@@ -264,7 +293,10 @@ class Session:
                         "after_seq": cmd.after_seq,
                         "first_available_seq": history.first_seq if history else None,
                         "last_seq": history.last_seq if history else record.event_count,
-                        "lost": [cmd.after_seq + 1, (history.first_seq - 1) if history else record.event_count],
+                        "lost": [
+                            cmd.after_seq + 1,
+                            (history.first_seq - 1) if history else record.event_count,
+                        ],
                         "status": record.status,
                     },
                     output_data=(record.final or {}).get("output_data"),
@@ -278,8 +310,12 @@ class Session:
         else:
             after = cmd.after_seq
         if cmd.run_id in self.info.runs:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "this connection already follows that run", cmd.run_id)
-        self._follow(cmd.run_id, after, EventFilter(cmd.stream_thinking, cmd.events or self._subscription))
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "this connection already follows that run", cmd.run_id
+            )
+        self._follow(
+            cmd.run_id, after, EventFilter(cmd.stream_thinking, cmd.events or self._subscription)
+        )
 
     async def _replay(self, cmd: ReplayCommand) -> None:
         record = await self.svc.bus.get_run(cmd.run_id)
@@ -301,6 +337,15 @@ class Session:
         if owner != self.principal.user and not self.principal.is_admin:
             raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", run_id)
 
+    def _audit_refused(self, cmd: QueryCommand, outcome: str) -> None:
+        audit_refused(
+            user=self.principal.user,
+            client_ip=self.ws.client.host if self.ws.client else None,
+            case_id=cmd.case_id,
+            outcome=str(outcome),
+            connection_id=self.id,
+        )
+
     # -- following runs ---------------------------------------------------------
 
     def _follow(self, run_id: str, after_seq: int, allowed: EventFilter) -> None:
@@ -318,10 +363,13 @@ class Session:
                 if event.is_final:
                     break
         except SubscriptionOverflow:
+            if self._metrics is not None and not self.closing:
+                self._metrics.slow_consumer("fell_behind_run")
             self.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
+        except BusUnavailable:
+            self.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
         finally:
             await sub.aclose()
             if run_id in self.info.runs:
                 self.info.runs.discard(run_id)
                 self.svc.runs.detach(run_id)
-

@@ -30,6 +30,10 @@ class Services:
     ready: bool = False
     startup_error: str | None = None
     shutting_down: bool = False
+    #: legalstream.metrics.Metrics of this app (None when metrics are off).
+    metrics: Any = None
+    #: legalstream.server.limits.Limits: rate limits (None: no limits).
+    limits: Any = None
 
 
 def services(conn: HTTPConnection) -> Services:

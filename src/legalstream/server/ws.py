@@ -20,20 +20,28 @@ async def ws_query(websocket: WebSocket) -> None:
     # client gets a plain HTTP status instead of an opened-then-closed socket.
     try:
         svc.auth.check_origin(websocket)
+        if svc.limits is not None:
+            await svc.limits.connection_attempt(websocket)
         principal, subprotocol = await svc.auth.authenticate(websocket)
         if svc.shutting_down:
             raise AuthError(503, "server shutting down")
         if len(svc.registry) >= svc.settings.server.max_connections:
             raise AuthError(503, "too many connections")
+        if svc.limits is not None:
+            await svc.limits.admit_connection(principal, svc.registry)
     except AuthError as exc:
-        await _deny(websocket, exc.status, exc.message)
+        await _deny(websocket, exc.status, exc.message, exc.headers)
         return
     await websocket.accept(subprotocol=subprotocol)
     await Session(websocket, svc, principal).serve()
 
 
-async def _deny(websocket: WebSocket, status: int, message: str) -> None:
-    response = JSONResponse({"error": message, "code": _code(status)}, status_code=status)
+async def _deny(
+    websocket: WebSocket, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    response = JSONResponse(
+        {"error": message, "code": _code(status)}, status_code=status, headers=headers
+    )
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:

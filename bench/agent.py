@@ -1,0 +1,227 @@
+"""Agent benchmarks: the cost of streaming CrewAI's events, and offline answer quality.
+
+    .venv/bin/python bench/agent.py overhead [-n 200]   # capture vs no capture, time to first event
+    .venv/bin/python bench/agent.py eval                # offline answers vs data/eval/questions.jsonl
+    .venv/bin/python bench/agent.py all
+
+``overhead`` kicks the same crew (offline LLM, sample corpus, a fresh crew per
+run as in production) off N times with event capture (stream sink ->
+translator -> ``emit`` into a ``queue.SimpleQueue``, the run machinery's kind
+of hand-off) and N times without (no sink; a no-op ``emit``), interleaved, in
+one process, and prints p50/p90 and their ratio, plus the time from ``run()``
+to the first event. Target: capture overhead under 5 % of p50.
+
+Each measurement is a function returning a dict, so other scripts (e.g. the
+over-the-WebSocket bench) can import and extend them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from legalstream.agent.api import RunRequest  # noqa: E402
+from legalstream.settings import Settings  # noqa: E402
+
+QUESTIONS = [
+    ("What is the monthly storage charge per pallet under Section 3.2?", 1),
+    (
+        "Under Section 4.3, within how many hours must the Warehouse notify the Customer of a Temperature Excursion?",
+        1,
+    ),
+    (
+        "What low condensing pressure lockout setting did version 4.2.1 use, compared with version 4.1.8?",
+        2,
+    ),
+    ("What is the Contract Price under the Equipment Supply and Installation Agreement?", 2),
+]
+
+
+def setup(data_dir: Path | None = None, **overrides: Any) -> tuple[Settings, Any, Any]:
+    """Settings, a loaded RetrievalEngine and an offline runner."""
+    from legalstream.agent import build_runner
+    from legalstream.rag.engine import RetrievalEngine, ensure_sample_corpus
+
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="legalstream-bench-"))
+    settings = Settings(
+        rag={"data_dir": data_dir, "ingest_sample_on_start": False}, llm="offline", **overrides
+    )
+    engine = RetrievalEngine.from_settings(settings.rag)
+    ensure_sample_corpus(engine, settings.rag.sample_corpus)
+    return settings, engine, build_runner(settings, engine)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def one_run(runner: Any, i: int, capture: bool) -> dict[str, float]:
+    question, case_id = QUESTIONS[i % len(QUESTIONS)]
+    request = RunRequest(run_id=f"bench-{i}", query=question, case_id=case_id)
+    handoff: queue.SimpleQueue[tuple[Any, dict[str, Any]]] = queue.SimpleQueue()
+    first: list[float] = []
+
+    def emit(type: Any, **fields: Any) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        handoff.put((type, fields))
+
+    def noop(type: Any, **fields: Any) -> None:
+        return None
+
+    started = time.perf_counter()
+    runner.run(request, emit if capture else noop, threading.Event(), capture=capture)
+    total = time.perf_counter() - started
+    return {
+        "total_ms": total * 1000,
+        "first_event_ms": (first[0] - started) * 1000 if first else float("nan"),
+        "events": handoff.qsize(),
+    }
+
+
+def measure_overhead(runner: Any, n: int = 200, warmup: int = 10) -> dict[str, Any]:
+    """Interleaved runs with and without capture; p50/p90 of each and the ratio."""
+    for i in range(warmup):
+        one_run(runner, i, True)
+        one_run(runner, i, False)
+    with_capture: list[dict[str, float]] = []
+    without: list[dict[str, float]] = []
+    for i in range(n):
+        # alternate which goes first so drift and caching do not favour one side
+        pair = [(True, with_capture), (False, without)]
+        for capture, sink in pair if i % 2 == 0 else reversed(pair):
+            sink.append(one_run(runner, i, capture))
+    cap = [r["total_ms"] for r in with_capture]
+    base = [r["total_ms"] for r in without]
+    first = [r["first_event_ms"] for r in with_capture]
+    return {
+        "runs": n,
+        "events_per_run": statistics.mean(r["events"] for r in with_capture),
+        "capture_p50_ms": statistics.median(cap),
+        "capture_p90_ms": pct(cap, 0.9),
+        "baseline_p50_ms": statistics.median(base),
+        "baseline_p90_ms": pct(base, 0.9),
+        "overhead_p50": statistics.median(cap) / statistics.median(base) - 1,
+        "first_event_p50_ms": statistics.median(first),
+        "first_event_p90_ms": pct(first, 0.9),
+        "first_event_share_of_run": statistics.median(first) / statistics.median(cap),
+    }
+
+
+def measure_eval(
+    runner: Any, engine: Any, path: Path = REPO / "data/eval/questions.jsonl"
+) -> dict[str, Any]:
+    """Offline answer rate: answer_contains all found; split by gold passage retrieved."""
+
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    rows = [json.loads(line) for line in path.open()]
+    correct = gold = correct_gold = cited = bad = 0
+    misses: list[str] = []
+    for q in rows:
+        out = runner.run(
+            RunRequest(run_id=q["id"], query=q["question"], case_id=q["case_id"]),
+            lambda *a, **k: None,
+            threading.Event(),
+        )
+        ok = all(norm(a) in norm(out.answer) for a in q["answer_contains"])
+        hits = engine.search(q["question"], q["case_id"])
+        has_gold = any(all(norm(a) in norm(h.quote) for a in q["answer_contains"]) for h in hits)
+        correct += ok
+        gold += has_gold
+        correct_gold += ok and has_gold
+        cited += bool(out.citations)
+        for c in out.citations:
+            source = engine.source_text(c["doc_id"]) or ""
+            bad += (
+                c["case_id"] != q["case_id"]
+                or source[c["char_start"] : c["char_end"]] != c["quote"]
+            )
+        if has_gold and not ok:
+            misses.append(q["id"])
+    return {
+        "questions": len(rows),
+        "correct": correct,
+        "gold_retrieved": gold,
+        "correct_when_gold_retrieved": correct_gold,
+        "rate_when_gold_retrieved": correct_gold / gold if gold else float("nan"),
+        "answers_with_citations": cited,
+        "bad_citations": bad,
+        "misses_with_gold": misses,
+    }
+
+
+def print_overhead(r: dict[str, Any]) -> None:
+    print(f"offline crew, {r['runs']} runs each, {r['events_per_run']:.0f} events/run")
+    print(
+        f"  without capture  p50 {r['baseline_p50_ms']:7.2f} ms   p90 {r['baseline_p90_ms']:7.2f} ms"
+    )
+    print(
+        f"  with capture     p50 {r['capture_p50_ms']:7.2f} ms   p90 {r['capture_p90_ms']:7.2f} ms"
+    )
+    verdict = "OK" if r["overhead_p50"] < 0.05 else "ABOVE TARGET"
+    print(
+        f"  streaming overhead (p50 ratio - 1): {r['overhead_p50'] * 100:+.2f} %   [target < 5 %: {verdict}]"
+    )
+    print(
+        f"  time to first event p50 {r['first_event_p50_ms']:.2f} ms  p90 {r['first_event_p90_ms']:.2f} ms"
+        f"  ({r['first_event_share_of_run'] * 100:.1f} % of a run)"
+    )
+
+
+def print_eval(r: dict[str, Any]) -> None:
+    print(f"offline answers on {r['questions']} eval questions")
+    print(f"  correct (all answer_contains found): {r['correct']}/{r['questions']}")
+    print(
+        f"  gold passage retrieved: {r['gold_retrieved']}; correct among those: "
+        f"{r['correct_when_gold_retrieved']}/{r['gold_retrieved']} ({r['rate_when_gold_retrieved'] * 100:.0f} %)"
+    )
+    print(
+        f"  answers with citations: {r['answers_with_citations']}; bad citations: {r['bad_citations']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["overhead", "eval", "all"], nargs="?", default="all")
+    parser.add_argument("-n", type=int, default=200, help="runs per side for overhead")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    _settings, engine, runner = setup()
+    print(
+        f"setup (import crewai, embed + index sample corpus): {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    results: dict[str, Any] = {}
+    if args.what in ("overhead", "all"):
+        results["overhead"] = measure_overhead(runner, args.n, args.warmup)
+    if args.what in ("eval", "all"):
+        results["eval"] = measure_eval(runner, engine)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        if "overhead" in results:
+            print_overhead(results["overhead"])
+        if "eval" in results:
+            print_eval(results["eval"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

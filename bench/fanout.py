@@ -1,0 +1,443 @@
+"""Fan-out benchmark: legalstream's streaming path against bare WebSocket servers.
+
+Each of N clients (in this process) sends one query; the server streams K run
+events back. For legalstream the events come from a synthetic producer that
+emits them in a worker thread through the real path (thread bridge, run
+publisher, bus, session outbox, uvicorn); the baselines send the same
+pre-encoded frames from a bare Starlette endpoint on the same uvicorn settings,
+and from a bare ``websockets`` server. Servers run in a separate process.
+
+Reported: delivered events/s, publish-to-receive latency p50/p99 (the frame's
+``timestamp`` is set when the event is made; same clock, same machine), and
+server RSS per idle connection. Ratios are against the bare Starlette endpoint
+measured in the same run.
+
+    python bench/fanout.py                 # 100 and 1,000 clients; RSS at 1,000 and 5,000
+    python bench/fanout.py --quick         # smaller, for a smoke run
+    python bench/fanout.py --ws-impls      # compare uvicorn's WebSocket implementations
+    python bench/fanout.py --bus redis --workers 2   # the Redis bus (issue 5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+AGENT = "Legal Question Answering Agent"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _template_frames(count: int) -> list[str]:
+    """Frames shaped like a legalstream run: count+2 chunk events, then the final one."""
+    from legalstream.events import Event, EventType
+
+    def frame(type_: EventType, seq: int) -> str:
+        event = Event(
+            type=type_,
+            agent_name=AGENT,
+            task="Answer legal question",
+            output_data={"chunk": "The defendant denied the allegations of paragraph 12 "},
+            run_id="0" * 32,
+            seq=seq,
+            timestamp=0.0,
+        )
+        return event.frame_for("f" * 32)
+
+    chunks = [frame(EventType.LLM_STREAM_CHUNK, seq) for seq in range(1, count + 3)]
+    return [*chunks, frame(EventType.AGENT_EXECUTION_COMPLETE, count + 3)]
+
+
+def _stamp(frame: str) -> str:
+    return frame.replace('"timestamp":0.0', f'"timestamp":{time.time()}', 1)
+
+
+class BenchRunner:
+    """Synthetic producer: K chunk events per run, as fast as the bridge takes them."""
+
+    def __init__(self, events: int) -> None:
+        self.events = events
+
+    def run(self, request: Any, emit: Any, cancelled: threading.Event) -> Any:
+        from legalstream.agent.api import RunCancelled, RunOutcome
+        from legalstream.events import EventType
+
+        count = int(request.query.split()[-1]) if request.query.startswith("bench") else self.events
+        for _ in range(count):
+            if cancelled.is_set():
+                raise RunCancelled
+            emit(
+                EventType.LLM_STREAM_CHUNK,
+                agent_name=AGENT,
+                output_data={"chunk": "The defendant denied the allegations of paragraph 12 "},
+            )
+        return RunOutcome(answer="bench", citations=[])
+
+
+def legalstream_app() -> Any:
+    """uvicorn factory for the legalstream server under test (env-configured)."""
+    from legalstream.app import create_app
+    from legalstream.settings import Settings
+
+    settings = Settings(rag={"ingest_sample_on_start": False})
+    runner = BenchRunner(int(os.environ.get("BENCH_EVENTS", "100")))
+    return create_app(settings, runner_factory=lambda svc: runner)
+
+
+def starlette_app() -> Any:
+    """Bare Starlette endpoint: on any message, send the pre-encoded frames."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    hello = '{"type":"connection_established"}'
+    cache: dict[int, list[str]] = {}
+
+    async def endpoint(websocket: Any) -> None:
+        await websocket.accept()
+        await websocket.send_text(hello)
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            count = int(orjson.loads(message["text"])["query"].split()[-1])
+            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            for frame in frames:
+                await websocket.send_text(_stamp(frame))
+
+    return Starlette(routes=[WebSocketRoute("/ws/query", endpoint)])
+
+
+async def websockets_server(port: int) -> None:
+    from websockets.asyncio.server import serve
+
+    cache: dict[int, list[str]] = {}
+
+    async def handler(ws: Any) -> None:
+        await ws.send('{"type":"connection_established"}')
+        async for message in ws:
+            count = int(orjson.loads(message)["query"].split()[-1])
+            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            for frame in frames:
+                await ws.send(_stamp(frame))
+
+    async with serve(
+        handler, "127.0.0.1", port, max_size=64 * 1024, compression=None, ping_interval=None
+    ):
+        await asyncio.Future()
+
+
+def serve_main(args: argparse.Namespace) -> None:
+    if args.kind == "websockets":
+        asyncio.run(websockets_server(args.port))
+        return
+    import uvicorn
+
+    factory = {"legalstream": "fanout:legalstream_app", "starlette": "fanout:starlette_app"}[
+        args.kind
+    ]
+    uvicorn.run(
+        factory,
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        ws=args.ws_impl,
+        ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        log_level="warning",
+        workers=args.workers if args.workers > 1 else None,
+        backlog=8192,
+    )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, kind: str, ws_impl: str, bus: str, workers: int, events: int) -> None:
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT / 'src'}",
+            "BENCH_EVENTS": str(events),
+            "LEGALSTREAM_BUS__BACKEND": bus,
+            "LEGALSTREAM_SERVER__SEND_QUEUE_SIZE": "100000",
+            "LEGALSTREAM_SERVER__MAX_RUNS_PER_CONNECTION": "4",
+            "LEGALSTREAM_RUNS__MAX_CONCURRENT": os.environ.get("BENCH_THREADS", "16"),
+            "LEGALSTREAM_RUNS__MAX_QUEUED": "100000",
+            "LEGALSTREAM_LOG_LEVEL": "warning",
+            "LEGALSTREAM_BUS__REDIS_PREFIX": f"bench{self.port}",
+        }
+        cmd = [
+            sys.executable,
+            str(HERE / "fanout.py"),
+            "serve",
+            "--kind",
+            kind,
+            "--port",
+            str(self.port),
+        ]
+        cmd += ["--ws-impl", ws_impl, "--workers", str(workers)]
+        self.proc = subprocess.Popen(cmd, env=env)
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def rss_kb(self) -> int:
+        pids = [self.proc.pid, *_children(self.proc.pid)]
+        total = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+    except OSError:
+        return []
+
+
+async def _connect_all(port: int, n: int) -> list[Any]:
+    from websockets.asyncio.client import connect
+
+    url = f"ws://127.0.0.1:{port}/ws/query"
+    sem = asyncio.Semaphore(200)
+
+    async def one() -> Any:
+        async with sem:
+            ws = await connect(
+                url, max_size=None, compression=None, ping_interval=None, open_timeout=60
+            )
+            await ws.recv()
+            return ws
+
+    return await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def throughput(port: int, clients: int, events: int) -> dict[str, float]:
+    conns = await _connect_all(port, clients)
+    latencies: list[float] = []
+    received = 0
+
+    async def drive(ws: Any) -> None:
+        nonlocal received
+        await ws.send(
+            orjson.dumps(
+                {"query": f"bench {events}", "case_id": 1, "stream_thinking": True}
+            ).decode()
+        )
+        while True:
+            raw = await ws.recv()
+            now = time.time()
+            frame = orjson.loads(raw)
+            received += 1
+            if frame["type"] == "llm_stream_chunk":
+                latencies.append(now - frame["timestamp"])
+            if frame["type"] in ("agent_execution_complete", "agent_execution_error", "error"):
+                if frame["type"] != "agent_execution_complete":
+                    raise RuntimeError(f"bench run failed: {frame}")
+                return
+
+    start = time.perf_counter()
+    await asyncio.gather(*(drive(ws) for ws in conns))
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    latencies.sort()
+    return {
+        "events_per_s": received / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "seconds": elapsed,
+    }
+
+
+async def idle_rss(server: Server, counts: list[int]) -> dict[int, float]:
+    await asyncio.sleep(1.0)
+    base = server.rss_kb()
+    out: dict[int, float] = {}
+    conns: list[Any] = []
+    for n in counts:
+        conns += await _connect_all(server.port, n - len(conns))
+        await asyncio.sleep(1.0)
+        out[n] = (server.rss_kb() - base) * 1024 / n
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    return out
+
+
+async def resume_cost(port: int, events: int) -> float:
+    """Seconds to replay ``events`` events of a finished run to a new connection."""
+    from websockets.asyncio.client import connect
+
+    url = f"ws://127.0.0.1:{port}/ws/query"
+    async with connect(url, max_size=None) as ws:
+        await ws.recv()
+        await ws.send(orjson.dumps({"query": f"bench {events}", "case_id": 1}).decode())
+        while True:
+            frame = orjson.loads(await ws.recv())
+            if frame["type"] == "agent_execution_complete":
+                run_id = frame["run_id"]
+                break
+    async with connect(url, max_size=None) as ws:
+        await ws.recv()
+        start = time.perf_counter()
+        await ws.send(orjson.dumps({"type": "resume", "run_id": run_id, "after_seq": 0}).decode())
+        while orjson.loads(await ws.recv())["type"] != "agent_execution_complete":
+            pass
+        return time.perf_counter() - start
+
+
+async def measure(
+    kind: str, args: argparse.Namespace, ws_impl: str, bus: str = "memory", workers: int = 1
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"kind": kind, "ws_impl": ws_impl, "bus": bus, "workers": workers}
+    for clients, events in args.loads:
+        runs = []
+        for _ in range(args.repeat):
+            server = Server(kind, ws_impl, bus, workers, events)
+            try:
+                await server.wait_ready()
+                await throughput(server.port, min(clients, 10), 10)  # warm-up
+                runs.append(await throughput(server.port, clients, events))
+            finally:
+                server.stop()
+        result[f"tp{clients}"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if args.rss and kind != "websockets" and workers == 1:
+        server = Server(kind, ws_impl, bus, workers, 10)
+        try:
+            await server.wait_ready()
+            result["rss"] = await idle_rss(server, args.rss)
+        finally:
+            server.stop()
+    if kind == "legalstream" and args.resume:
+        server = Server(kind, ws_impl, bus, workers, 10)
+        try:
+            await server.wait_ready()
+            result["resume_1000_s"] = statistics.median(
+                [await resume_cost(server.port, 1000) for _ in range(5)]
+            )
+        finally:
+            server.stop()
+    return result
+
+
+def _print(
+    results: list[dict[str, Any]], baseline: dict[str, Any], args: argparse.Namespace
+) -> None:
+    print(f"\nfan-out: loads (clients x events) = {args.loads}, median of {args.repeat}")
+    print(
+        f"{'server':42} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
+    )
+    for r in results:
+        name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
+        for clients, _ in args.loads:
+            tp, base = r[f"tp{clients}"], baseline[f"tp{clients}"]
+            print(
+                f"{name:42} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
+                f"{tp['p50_ms']:>8.2f} {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f}"
+            )
+    for r in results:
+        if "rss" in r:
+            for n, per in r["rss"].items():
+                base = baseline.get("rss", {}).get(n)
+                ratio = f"{per / base:.2f}" if base else "-"
+                print(
+                    f"RSS per idle connection  {r['kind']:12} {n:>6} conns: {per / 1024:7.1f} KiB  (x base {ratio})"
+                )
+        if "resume_1000_s" in r:
+            print(
+                f"resume: replay of 1,000 events ({r['bus']} bus): {r['resume_1000_s'] * 1000:.1f} ms"
+            )
+
+
+async def driver(args: argparse.Namespace) -> None:
+    results = []
+    baseline = await measure("starlette", args, args.ws_impl)
+    results.append(baseline)
+    if args.ws_impls:
+        for impl in ("websockets-sansio", "websockets", "wsproto"):
+            results.append(await measure("legalstream", args, impl))
+    else:
+        results.append(await measure("legalstream", args, args.ws_impl))
+    if args.bus == "redis" or args.workers > 1:
+        results.append(
+            await measure("legalstream", args, args.ws_impl, bus=args.bus, workers=args.workers)
+        )
+    if not args.quick:
+        results.append(await measure("websockets", args, "-"))
+    _print(results, baseline, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd")
+    serve = sub.add_parser("serve")
+    serve.add_argument("--kind", required=True, choices=["legalstream", "starlette", "websockets"])
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--ws-impl", default="websockets-sansio")
+    serve.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ws-impl", default="websockets-sansio")
+    parser.add_argument("--ws-impls", action="store_true", help="compare uvicorn's implementations")
+    parser.add_argument("--bus", default="memory", choices=["memory", "redis"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if args.cmd == "serve":
+        serve_main(args)
+        return
+    if args.quick:
+        args.loads, args.rss, args.repeat, args.resume = [(100, 50)], [500], 1, True
+    else:
+        args.loads, args.rss, args.resume = [(100, 200), (1000, 50)], [1000, 5000], True
+    asyncio.run(driver(args))
+
+
+if __name__ == "__main__":
+    main()

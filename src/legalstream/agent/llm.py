@@ -1,0 +1,623 @@
+"""LLMs for the crew: the extractive offline backend and the provider factory.
+
+``OfflineExtractiveLLM`` is *not* a language model. It is a deterministic
+CrewAI ``BaseLLM`` that speaks CrewAI's ReAct text protocol so the real agent
+loop runs without any model or network:
+
+1. First call (no observation yet): it thinks aloud and chooses the
+   "RAG Legal Retrieval Tool" with the question as query.
+2. Next call (the tool's observation is in the conversation): it cuts the
+   retrieved passages into statements (prose sentences; in transcripts, an
+   "A." answer line together with the "Q." line it answers), scores each by
+   the question terms it contains (IDF-weighted over the candidates, light
+   stemming, numbers and identifiers weighted up) plus what its paragraph and
+   section heading add, a bonus when it belongs to a provision the question
+   names ("Section 7.2", "¶ 26") and when it holds the kind of fact asked for
+   (an amount, a period, a date, a temperature, a reason, a name, a ruling),
+   and answers with the best few, verbatim and in document order, each
+   followed by the ``[n]`` marker of its passage.
+
+It emits CrewAI's LLM call started/completed/failed events and, when
+streaming, one ``llm_stream_chunk`` per word, exactly like a provider would,
+so the token path of the service is exercised end to end. Its answers are as
+good as the retrieval and the sentence picker: extractive, never invented.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from crewai.events.types.llm_events import LLMCallType
+from crewai.hooks import HookAborted
+from crewai.llms.base_llm import BaseLLM, llm_call_context
+from pydantic import PrivateAttr
+
+from legalstream.agent import TOOL_NAME
+from legalstream.agent.tools import PASSAGE_HEADER
+
+OFFLINE_MODEL = "offline/extractive"
+
+#: Marks the question line in the task description (see crew.py).
+QUESTION_PREFIX = "Question: "
+
+_STOP = frozenset(
+    """a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing done down during
+    each few for from further had has have having he her here hers him his how i if in
+    into is it its itself just me more most my no nor not now of off on once only or other
+    our out over own same she should so some such than that the their them then there
+    these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours case according document
+    documents tell please give state say said find describe explain whether much must""".split()
+)
+
+_WORD = re.compile(r"[A-Za-z0-9§$][A-Za-z0-9§$.,'’-]*[A-Za-z0-9%]|[A-Za-z0-9§$%]")
+_ABBREV = re.compile(
+    r"(?:\b(?:Inc|Co|Corp|Ltd|LLC|No|Nos|v|vs|Mr|Mrs|Ms|Dr|Sec|Secs|St|Fed|Civ|Cir|App|"
+    r"Supp|Ex|Exh|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|e\.g|i\.e|U\.S|etc|al|"
+    r"Wn|Wash|Wis|Stat|Rev|Ann|Ariz|Cal|Minn|RCW|p|pp|para|Art|Ch|cf|Compl|Def|Pl|Br)\.|"
+    r"\b[A-Z]\.|\b[ap]\.m\.)$"
+)
+_SENT_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+(?=[\"'“‘(\[]?[A-Z0-9§¶])")
+_SUFFIXES = (
+    "ations",
+    "ation",
+    "ments",
+    "ment",
+    "ings",
+    "ing",
+    "edly",
+    "ed",
+    "ies",
+    "es",
+    "s",
+    "ly",
+)
+
+
+def _stem(word: str) -> str:
+    """A light stemmer: lower case, no possessive, a common suffix, a final "e"."""
+    w = word.lower().replace("’", "'").strip(".,'-")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if any(ch.isdigit() for ch in w):
+        return w  # numbers, section references, identifiers: exact
+    for suffix in _SUFFIXES:
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w[:_PREFIX]
+
+
+#: Stems are cut to this many letters ("automated", "automatic" -> "automat").
+_PREFIX = 7
+
+
+def terms(text: str) -> list[str]:
+    """Content terms of ``text``; a hyphenated word also gives its parts."""
+    out: list[str] = []
+    for w in _WORD.findall(text):
+        if w.lower() in _STOP or len(w) < 2:
+            continue
+        out.append(_stem(w))
+        if "-" in w and not any(ch.isdigit() for ch in w):
+            out.extend(_stem(p) for p in w.split("-") if len(p) > 2 and p.lower() not in _STOP)
+    return out
+
+
+def _sentences(block: str) -> list[str]:
+    block = " ".join(block.split())
+    merged: list[str] = []
+    for part in _SENT_END.split(block):
+        if merged and (
+            _ABBREV.search(merged[-1])
+            or len(merged[-1]) < 4
+            # a provision's number and title ("7.2 Limitation of Liability.") opens its text
+            or (len(merged) == 1 and _LABEL.match(merged[-1]) and len(merged[-1].split()) <= 6)
+        ):
+            merged[-1] = merged[-1] + " " + part
+        else:
+            merged.append(part)
+    return [p.strip() for p in merged if p.strip()]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a passage into sentences; headings and list lines stay their own unit."""
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n|\n(?=#|\s*[-*] |\s*\d+\.\s)", text):
+        out.extend(_sentences(block))
+    return out
+
+
+def parse_passages(observation: str) -> list[tuple[int, str]]:
+    """``(marker, text)`` of each passage in a retrieval tool observation."""
+    passages: list[tuple[int, str]] = []
+    headers = list(PASSAGE_HEADER.finditer(observation))
+    for i, match in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(observation)
+        body = observation[match.end() : end]
+        lines = [
+            ln[2:] if ln.startswith("> ") else ln[1:]
+            for ln in body.splitlines()
+            if ln.startswith(">")
+        ]
+        passages.append((int(match.group(1)), "\n".join(lines)))
+    return passages
+
+
+# --- passages -> answer units ------------------------------------------------------------
+
+#: A transcript turn: optional line number, then "Q." / "A." / "MR. NAME:" / "THE WITNESS:".
+_TURN = re.compile(
+    r"^\s*(?:\d{1,3}\s+)?(?:(Q|A)\.(?:\s|$)|((?:MR|MS|MRS|DR)\.\s+[A-Z'-]+|THE [A-Z]+):)"
+)
+_HEADING = re.compile(r"^\s*#+\s*(.*?)\s*$")
+#: A numbered provision or paragraph at the start of a block: "7.2 Title.", "26. On ...", "Section 4".
+_LABEL = re.compile(r"^(?:(?:Section|Article|§)\s*)?(\d+(?:\.\d+)*)(?:\.|\s|\))")
+_HEAD_LABEL = re.compile(r"\b(?:Section|Article|§)\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
+#: References in a question: "Section 7.2(a)", "§ 4", "¶ 26", "paragraph 14", "Article 3".
+_REF = re.compile(
+    r"(?:\bSections?|\bArticles?|\bparagraphs?|\bpara\.|§+|¶+)\s*(\d+(?:\.\d+)*)", re.IGNORECASE
+)
+_PAGE_HEADING = re.compile(r"^(?:page|p\.)\s*\d+$", re.IGNORECASE)
+
+_NUMWORD = (
+    r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
+    r"twenty|thirty|forty|forty-five|fifty|sixty|seventy|eighty|ninety|hundred)"
+)
+#: Question cues -> what the answer text looks like.
+_CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
+    (  # temperature
+        re.compile(
+            r"\b(?:temperatures?|how (?:cold|warm|hot)|degrees?|setpoint|thaw\w*|froze\w*)\b", re.I
+        ),
+        re.compile(r"-?\d+(?:\.\d+)?\s*°\s*[FC]\b|\bdegrees\b|\bminus \w+", re.I),
+    ),
+    (  # money
+        re.compile(
+            r"\b(?:how much|cost|costs|price|fee|fees|charge|charges|pay|paid|payment|"
+            r"amount|damages|settlement|worth|sum|offer(?:ed)?|value|cap)\b",
+            re.I,
+        ),
+        re.compile(r"\$\s?\d|\b\d[\d,.]*\s*(?:dollars|cents)\b|\bcents\b", re.I),
+    ),
+    (  # duration, deadline, notice period
+        re.compile(
+            r"\b(?:how long|how soon|how many (?:minutes|hours|days|weeks|months|years)|"
+            r"within|deadline|advance|period|how much (?:time|notice|warning))\b",
+            re.I,
+        ),
+        re.compile(
+            rf"\b{_NUMWORD}\s*(?:\(\d+\)\s*)?(?:business\s+|calendar\s+|full\s+)?"
+            r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b",
+            re.I,
+        ),
+    ),
+    (  # date / time
+        re.compile(
+            r"^\s*when\b|\b(?:what|which) (?:date|day|time|month|year)\b|\bwhat time\b", re.I
+        ),
+        re.compile(
+            r"\b(?:January|February|March|April|May|June|July|August|September|October|"
+            r"November|December)\b|\b\d{1,2}:\d{2}\b|\b[ap]\.m\.|\b\d{1,2}(?:st|nd|rd|th)\b|"
+            r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b",
+            re.I,
+        ),
+    ),
+    (  # count / quantity
+        re.compile(r"\bhow many\b|\bnumber of\b", re.I),
+        re.compile(rf"(?<![\w.-]){_NUMWORD}(?![\w-]|\.\d)", re.I),
+    ),
+    (  # reason
+        re.compile(r"^\s*why\b|\breason\b|\bwhat caused\b|\bcause[ds]?\b|\bexplanation\b", re.I),
+        re.compile(
+            r"\bbecause\b|\bdue to\b|\bcaused\b|\bso that\b|\bin order to\b|\bwanted to\b|"
+            r"\breason\b|\bsince\b|\bresult(?:ed)? (?:of|from|in)\b",
+            re.I,
+        ),
+    ),
+    (  # person
+        re.compile(
+            r"^\s*(?:who|whom)\b|\bwhich (?:person|employee|individual|officer|witness)\b", re.I
+        ),
+        re.compile(r"\b(?:Mr|Ms|Mrs|Dr)\.\s+[A-Z]|\b[A-Z][a-z]+ [A-Z][a-z]+\b|\bI did\b"),
+    ),
+    (  # a court's ruling
+        re.compile(
+            r"\b(?:court|judge|ruling|rule[ds]?|held|hold|decided?|granted?|denied|deny|"
+            r"dismiss\w*|order(?:ed)?)\b",
+            re.I,
+        ),
+        re.compile(
+            r"\b(?:FINDS|GRANTED|DENIED|DISMISSED|ORDERED|ORDERS|HOLDS|CONCLUDES|"
+            r"AFFIRMED|REVERSED|SUSTAINED|OVERRULED)\b|\b(?:we|the court) (?:hold|find|conclude)s?\b"
+        ),
+    ),
+]
+
+
+@dataclass(slots=True)
+class _Unit:
+    rank: int  # rank of the passage in the observation
+    marker: int
+    pos: int  # order within its passage
+    text: str  # the verbatim statement (whitespace normalised)
+    body: str  # the answering part (the answer of a Q/A exchange)
+    terms: set[str]
+    block: int  # global id of its paragraph (prose) or exchange window (transcript)
+    heading: str
+    label: str  # numbered provision/paragraph it belongs to ("7.2", "26"), or ""
+
+
+def _units(passages: list[tuple[int, str]]) -> tuple[list[_Unit], dict[int, set[str]]]:
+    """Answer units of ``passages`` and the terms of each paragraph."""
+    units: list[_Unit] = []
+    block_terms: dict[int, set[str]] = {}
+    block_id = 0
+    for rank, (marker, text) in enumerate(passages):
+        heading, section, pos = "", "", 0
+        for raw in re.split(r"\n\s*\n", text):
+            lines = [ln for ln in raw.splitlines() if ln.strip()]
+            if not lines:
+                continue
+            # headings open a section (and may carry its number)
+            while lines and _HEADING.match(lines[0]):
+                heading = _HEADING.match(lines[0]).group(1)  # type: ignore[union-attr]
+                found = _HEAD_LABEL.search(heading)
+                section = found.group(1) if found else ""
+                lines = lines[1:]
+            if not lines:
+                continue
+            if any(_TURN.match(ln) for ln in lines):
+                # transcript: turns (a line and its continuation lines); an answer is
+                # paired with the question line right before it
+                turns: list[list[str]] = []
+                for ln in lines:
+                    if _TURN.match(ln) or not turns:
+                        turns.append([ln])
+                    else:
+                        turns[-1].append(ln)
+                for i, turn in enumerate(turns):
+                    m = _TURN.match(turn[0])
+                    if not m or m.group(1) != "A":
+                        continue
+                    answer = " ".join(" ".join(turn).split())
+                    prev = turns[i - 1] if i > 0 else None
+                    pm = _TURN.match(prev[0]) if prev else None
+                    question = (
+                        " ".join(" ".join(prev).split())
+                        if prev and pm and pm.group(1) == "Q"
+                        else ""
+                    )
+                    full = f"{question} {answer}".strip()
+                    block_id += 1
+                    unit = _Unit(
+                        rank,
+                        marker,
+                        pos,
+                        full,
+                        answer,
+                        set(terms(full)),
+                        block_id,
+                        heading,
+                        section,
+                    )
+                    units.append(unit)
+                    pos += 1
+                # an exchange's context: the exchanges around it
+                tail = [u for u in units if u.rank == rank and u.block > block_id - len(turns)]
+                for j, u in enumerate(tail):
+                    ctx = set(u.terms)
+                    for v in tail[max(0, j - 1) : j + 2]:
+                        ctx |= v.terms
+                    block_terms[u.block] = ctx
+                continue
+            # prose: list items are their own paragraphs
+            for para in re.split(r"\n(?=\s*[-*•] |\s*\(?[a-z0-9]{1,3}[.)]\s)", "\n".join(lines)):
+                para = " ".join(para.split())
+                if not para:
+                    continue
+                found = _LABEL.match(para)
+                if found:
+                    section = found.group(1)
+                block_id += 1
+                block_terms[block_id] = set(terms(para))
+                for sentence in _sentences(para):
+                    units.append(
+                        _Unit(rank, marker, pos, sentence, sentence, set(terms(sentence)),
+                              block_id, heading, section)
+                    )  # fmt: skip
+                    pos += 1
+    return units, block_terms
+
+
+def _ref_match(label: str, refs: set[str]) -> bool:
+    return bool(label) and any(label == r or label.startswith(r + ".") for r in refs)
+
+
+def extractive_answer(
+    question: str, passages: list[tuple[int, str]], max_sentences: int = 4
+) -> str:
+    """The best statements of ``passages`` for ``question``, each with its ``[n]``.
+
+    Statements are sentences of prose paragraphs and, in transcripts, answer
+    lines together with the question line they answer. Each is scored by the
+    IDF-weighted question terms it contains (numbers and identifiers count
+    more), plus those its paragraph and section heading add, plus a bonus when
+    it belongs to a provision the question names ("Section 7.2", "¶ 26") and
+    when it has the kind of fact the question asks for (an amount, a period, a
+    date, a temperature, a reason, a name, a ruling).
+    """
+    q_terms = set(terms(question))
+    units, block_terms = _units(passages)
+    if not units or not q_terms:
+        return ""
+    n = len(units)
+    weight: dict[str, float] = {}
+    for t in q_terms:
+        df = sum(1 for u in units if t in u.terms)
+        weight[t] = math.log(1 + n / (1 + df)) * (1.5 if any(c.isdigit() for c in t) else 1.0)
+    scale = max(weight.values())
+    refs = set(_REF.findall(question))
+    cues = [answer for asked, answer in _CUES if asked.search(question)]
+    heading_terms = {u.heading: set(terms(u.heading)) for u in units}
+
+    def overlap(ts: set[str]) -> float:
+        return sum(weight[t] for t in q_terms & ts)
+
+    q_bigrams = _bigrams(question)
+    testimony = bool(_TESTIMONY.search(question))
+    scored: list[tuple[float, int]] = []
+    for index, u in enumerate(units):
+        if re.search(r"\[\d", u.text) or (len(u.body.split()) < 4 and u.body == u.text):
+            continue  # would read as a citation marker; or a fragment
+        own = overlap(u.terms)
+        context = overlap(block_terms.get(u.block, set()) - u.terms)
+        body = _LABEL.sub("", u.body, count=1)  # "26. On ..." is no amount nor date
+        typed = bool(cues) and any(c.search(body) for c in cues)
+        if own <= 0 and not (typed and context > 0):
+            continue
+        score = own / (1 + 0.15 * math.log(1 + len(u.terms)))
+        score += 0.35 * context + 0.25 * overlap(heading_terms[u.heading] - u.terms)
+        if refs and _ref_match(u.label, refs):
+            score += 0.8 * scale
+        if typed:
+            score += 0.6 * scale
+        if u.body != u.text:  # a Q/A exchange: the question line's wording matters
+            score += 0.25 * scale * min(3, len(q_bigrams & _bigrams(u.text[: -len(u.body)])))
+            if testimony:
+                score += 0.4 * scale
+        scored.append((score * (1.0 - 0.03 * u.rank), index))
+    if not scored:
+        return ""
+    scored.sort(key=lambda si: (-si[0], si[1]))
+    top = scored[0][0]
+    chosen: list[int] = []
+    for score, index in scored:
+        if len(chosen) >= max_sentences or score < 0.5 * top:
+            break
+        u = units[index]
+        if any(_similar(u, units[c]) for c in chosen):
+            continue
+        chosen.append(index)
+    chosen.sort(key=lambda i: (units[i].rank, units[i].pos))
+    # name the section when its heading answers part of the question ("which defense ...")
+    covered = set().union(*(units[i].terms for i in chosen))
+    statements: list[str] = []
+    named: set[tuple[int, str]] = set()
+    for i in chosen:
+        u = units[i]
+        if (
+            u.heading
+            and (u.rank, u.heading) not in named
+            and not _PAGE_HEADING.match(u.heading)
+            and q_terms & heading_terms[u.heading] - covered
+        ):
+            named.add((u.rank, u.heading))
+            statements.append(f"{u.heading} [{u.marker}]")
+        statements.append(f"{u.text} [{u.marker}]")
+    return " ".join(statements)
+
+
+_TESTIMONY = re.compile(r"\b(?:witness\w*|testif\w*|testimony|deposition|deposed)\b", re.I)
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return set(itertools.pairwise(words))
+
+
+def _similar(a: _Unit, b: _Unit) -> bool:
+    if a.text in b.text or b.text in a.text:
+        return True
+    union = a.terms | b.terms
+    return bool(union) and len(a.terms & b.terms) / len(union) > 0.7
+
+
+def _message_text(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else message
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+class OfflineExtractiveLLM(BaseLLM):
+    """Extractive offline backend: drives the CrewAI ReAct loop without a model."""
+
+    llm_type: str = "offline"
+    provider: str = "offline"
+    max_sentences: int = 4
+    #: Words per llm_stream_chunk when streaming.
+    chunk_words: int = 1
+
+    _cancelled: threading.Event | None = PrivateAttr(default=None)
+
+    def bind_cancel(self, cancelled: threading.Event) -> OfflineExtractiveLLM:
+        self._cancelled = cancelled
+        return self
+
+    # --- what CrewAI asks of an LLM -------------------------------------------------
+    def supports_function_calling(self) -> bool:
+        return False  # text ReAct: Thought / Action / Action Input / Final Answer
+
+    def supports_stop_words(self) -> bool:
+        return True
+
+    def get_context_window_size(self) -> int:
+        return 128_000
+
+    def get_input_tokens_count(
+        self, messages: Any, tools: Any = None, response_model: Any = None
+    ) -> int:
+        if isinstance(messages, str):
+            return len(messages) // 4
+        return sum(len(_message_text(m)) for m in messages) // 4
+
+    def call(
+        self,
+        messages: Any,
+        tools: Any = None,
+        callbacks: Any = None,
+        available_functions: Any = None,
+        from_task: Any = None,
+        from_agent: Any = None,
+        response_model: Any = None,
+    ) -> str:
+        if self._cancelled is not None and self._cancelled.is_set():
+            raise HookAborted("run cancelled", source="OfflineExtractiveLLM")
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        with llm_call_context():
+            self._emit_call_started_event(
+                messages=messages, tools=tools, callbacks=callbacks,
+                available_functions=available_functions, from_task=from_task,
+                from_agent=from_agent,
+            )  # fmt: skip
+            try:
+                text = self._respond(messages)
+                if self._effective_stream():
+                    self._stream(text, from_task, from_agent)
+            except Exception as exc:
+                if not isinstance(exc, HookAborted):
+                    self._emit_call_failed_event(
+                        error=f"{type(exc).__name__}: {exc}",
+                        from_task=from_task,
+                        from_agent=from_agent,
+                    )
+                raise
+            prompt_tokens = self.get_input_tokens_count(messages)
+            completion_tokens = len(text.split())
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+            self._track_token_usage_internal(usage)
+            self._emit_call_completed_event(
+                response=text, call_type=LLMCallType.LLM_CALL, from_task=from_task,
+                from_agent=from_agent, messages=None, usage=usage, finish_reason="stop",
+            )  # fmt: skip
+            return text
+
+    # --- the "reasoning" ----------------------------------------------------------------
+    def _stream(self, text: str, from_task: Any, from_agent: Any) -> None:
+        words = re.findall(r"\S+\s*", text)
+        step = max(1, self.chunk_words)
+        for i in range(0, len(words), step):
+            if self._cancelled is not None and self._cancelled.is_set():
+                raise HookAborted("run cancelled", source="OfflineExtractiveLLM")
+            self._emit_stream_chunk_event(
+                "".join(words[i : i + step]), from_task=from_task, from_agent=from_agent,
+                call_type=LLMCallType.LLM_CALL,
+            )  # fmt: skip
+
+    def _respond(self, messages: list[Any]) -> str:
+        question = self._question(messages)
+        observations = [
+            _message_text(m) for m in messages
+            if isinstance(m, dict) and m.get("role") != "system" and "Passage [" in _message_text(m)
+        ]  # fmt: skip
+        tried = any(
+            isinstance(m, dict) and m.get("role") == "assistant" and "Action:" in _message_text(m)
+            for m in messages
+        )
+        if not observations and not tried:
+            query = " ".join(question.rstrip("?").split())
+            return (
+                "Thought: I must ground the answer in the case record, so I will search "
+                "the case documents first.\n"
+                f"Action: {_tool_action_name()}\n"
+                f'Action Input: {{"query": {_json_str(query)}}}'
+            )
+        passages = parse_passages(observations[-1]) if observations else []
+        answer = extractive_answer(question, passages, self.max_sentences)
+        if not answer:
+            answer = (
+                "The retrieved documents of this case do not contain a passage that "
+                "answers the question."
+            )
+            thought = "The retrieved passages do not address the question."
+        else:
+            thought = "I now know the final answer"
+        return f"Thought: {thought}\nFinal Answer: {answer}"
+
+    @staticmethod
+    def _question(messages: list[Any]) -> str:
+        for m in messages:
+            text = _message_text(m)
+            for line in text.splitlines():
+                if line.startswith(QUESTION_PREFIX):
+                    return line[len(QUESTION_PREFIX) :].strip()
+        return _message_text(messages[-1])[-500:]
+
+
+def _tool_action_name() -> str:
+    from crewai.utilities.string_utils import sanitize_tool_name
+
+    return sanitize_tool_name(TOOL_NAME)
+
+
+def _json_str(value: str) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def make_llm(settings: Any, cancelled: threading.Event | None = None) -> BaseLLM:
+    """A fresh LLM for one run, from ``settings.llm`` and ``settings.llm_options``.
+
+    ``"offline"`` gives :class:`OfflineExtractiveLLM`; anything else is handed to
+    ``crewai.LLM`` (``openai/...``, ``anthropic/...``, ``ollama/...``; an
+    OpenAI-compatible server via ``llm_options.base_url``), without retries
+    beyond ``max_retries`` and with ``timeout`` seconds per request.
+    """
+    opts = settings.llm_options
+    if settings.llm in ("offline", OFFLINE_MODEL):
+        llm = OfflineExtractiveLLM(model=OFFLINE_MODEL, stream=opts.stream, temperature=0.0)
+        if cancelled is not None:
+            llm.bind_cancel(cancelled)
+        return llm
+
+    from crewai import LLM
+
+    kwargs: dict[str, Any] = {
+        "model": settings.llm,
+        "temperature": opts.temperature,
+        "timeout": opts.timeout,
+        "max_retries": opts.max_retries,
+        "stream": opts.stream,
+    }
+    if opts.base_url:
+        kwargs["base_url"] = opts.base_url
+    if opts.api_key:
+        kwargs["api_key"] = opts.api_key
+    if opts.max_tokens:
+        kwargs["max_tokens"] = opts.max_tokens
+    return LLM(**kwargs)

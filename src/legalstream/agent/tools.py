@@ -1,0 +1,191 @@
+"""The "RAG Legal Retrieval Tool" and the per-run state it shares with the crew.
+
+One :class:`RunContext` and one tool instance are built per run. The tool
+searches the retrieval engine filtered to the run's case (the model cannot
+choose another case: the case is not a tool argument), emits
+``rag_query_start``/``rag_query_end`` on the emitting thread, and numbers each
+retrieved chunk in a per-run registry. Those numbers are the ``[n]`` citation
+markers the model is asked to use, so every citation of a run maps back to a
+chunk that run actually retrieved.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from crewai.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from legalstream.agent import AGENT_NAME, TASK_NAME, TOOL_NAME
+from legalstream.agent.api import Emit, RunRequest
+from legalstream.events import EventType
+
+#: Marker of a passage header in the tool's observation text (parsed by the offline LLM).
+PASSAGE_HEADER = re.compile(r"^Passage \[(\d+)\] (.*)$", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class Retrieved:
+    marker: int
+    citation: Any  # legalstream.rag.citations.Citation
+
+
+@dataclass
+class RunContext:
+    """Everything one run's crew, tool, LLM and listener share."""
+
+    request: RunRequest
+    emit: Emit
+    cancelled: threading.Event
+    top_k: int | None = None
+    mode: str | None = None
+    #: chunk_id -> Retrieved, in the order chunks were first retrieved.
+    registry: dict[str, Retrieved] = field(default_factory=dict)
+    retrieval_error: str | None = None
+    llm_error: str | None = None
+    tool_calls: int = 0
+    llm_calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def case_id(self) -> Any:
+        return self.request.case_id
+
+    def register(self, citations: list[Any]) -> list[Retrieved]:
+        """Number ``citations`` (stable per chunk within the run)."""
+        out: list[Retrieved] = []
+        with self.lock:
+            for cit in citations:
+                item = self.registry.get(cit.chunk_id)
+                if item is None:
+                    item = Retrieved(len(self.registry) + 1, cit)
+                    self.registry[cit.chunk_id] = item
+                out.append(item)
+        return out
+
+    def by_marker(self) -> dict[int, Retrieved]:
+        with self.lock:
+            return {r.marker: r for r in self.registry.values()}
+
+    def stop_reason(self) -> str | None:
+        """Why no further LLM or tool call may start, if one must not."""
+        if self.cancelled.is_set():
+            return "run cancelled"
+        if self.retrieval_error is not None:
+            return f"retrieval failed: {self.retrieval_error}"
+        return None
+
+
+class RetrievalInput(BaseModel):
+    query: str = Field(
+        ...,
+        description="A focused search query about the case, e.g. the legal question "
+        "restated with its key terms (parties, clause, date, claim).",
+    )
+
+
+def format_observation(case_id: Any, hits: list[Retrieved]) -> str:
+    """The tool result the model reads: numbered passages, quote lines prefixed "> "."""
+    if not hits:
+        return f"No passages of case {case_id} matched the query."
+    lines = [
+        f"Retrieved {len(hits)} passages from the documents of case {case_id}. "
+        "Cite each statement with the [n] marker of the passage it comes from.",
+        "",
+    ]
+    for item in hits:
+        cit = item.citation
+        where = [cit.title]
+        if cit.section:
+            where.append(str(cit.section))
+        if cit.page is not None:
+            where.append(f"p. {cit.page}")
+        lines.append(f"Passage [{item.marker}] " + " — ".join(where))
+        lines.extend("> " + line for line in cit.quote.splitlines())
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def hit_dict(item: Retrieved) -> dict[str, Any]:
+    data = item.citation.to_dict()
+    data["marker"] = item.marker
+    return data
+
+
+class RAGLegalRetrievalTool(BaseTool):
+    """Search the run's case file; one instance per run."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = TOOL_NAME
+    description: str = (
+        "Searches the documents of the current case (pleadings, motions, orders, "
+        "depositions, exhibits) and returns the most relevant passages, each with a "
+        "[n] marker, its document title, section and page. Use it before answering."
+    )
+    args_schema: type[BaseModel] = RetrievalInput
+    cache_function: Any = lambda _args=None, _result=None: False
+
+    _engine: Any = PrivateAttr()
+    _ctx: RunContext = PrivateAttr()
+
+    def __init__(self, engine: Any, ctx: RunContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._engine = engine
+        self._ctx = ctx
+
+    def _run(self, query: str, **_: Any) -> str:
+        ctx = self._ctx
+        if ctx.cancelled.is_set():  # cancelled between the tool hook and here
+            return "The run was cancelled; no search was made."
+        query = " ".join(str(query).split())[:1000]
+        ctx.tool_calls += 1
+        request = {"query": query, "case_id": ctx.case_id, "k": ctx.top_k, "mode": ctx.mode}
+        ctx.emit(
+            EventType.RAG_QUERY_START,
+            agent_name=AGENT_NAME,
+            task=TASK_NAME,
+            tool_name=TOOL_NAME,
+            action="rag_query",
+            input_data=request,
+        )
+        started = time.perf_counter()
+        try:
+            citations = self._engine.search(query, ctx.case_id, k=ctx.top_k, mode=ctx.mode)
+        except Exception as exc:
+            ctx.retrieval_error = f"{type(exc).__name__}: {exc}"
+            ctx.emit(
+                EventType.RAG_QUERY_END,
+                agent_name=AGENT_NAME,
+                task=TASK_NAME,
+                tool_name=TOOL_NAME,
+                action="rag_query",
+                input_data=request,
+                error=ctx.retrieval_error,
+                metadata={"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+            return f"Retrieval failed: {ctx.retrieval_error}"
+        # Defence in depth: the engine filters by case inside the store; a hit of
+        # another case here would be an engine bug, and must never be cited.
+        same_case = [c for c in citations if str(c.case_id) == str(ctx.case_id)]
+        hits = ctx.register(same_case)
+        if ctx.cancelled.is_set():
+            return "The run was cancelled."
+        ctx.emit(
+            EventType.RAG_QUERY_END,
+            agent_name=AGENT_NAME,
+            task=TASK_NAME,
+            tool_name=TOOL_NAME,
+            action="rag_query",
+            input_data=request,
+            output_data={"count": len(hits), "hits": [hit_dict(h) for h in hits]},
+            metadata={
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+                "dropped_other_case": len(citations) - len(same_case),
+            },
+        )
+        return format_observation(ctx.case_id, hits)

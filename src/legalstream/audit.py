@@ -1,0 +1,190 @@
+"""The audit log, and keeping credentials out of every log.
+
+Audit: every finished query is one JSON line on the ``legalstream.audit``
+logger (written by :mod:`legalstream.runs`)::
+
+    {"time": "2025-01-01T12:00:00.123456+00:00", "event": "query", "user": "alice",
+     "client_ip": "10.0.0.7", "case_id": 1, "run_id": "…", "outcome": "complete",
+     "duration_s": 1.234, "cited_doc_ids": ["case-1/complaint"], "connection_id": "…"}
+
+Only the fields in :data:`AUDIT_FIELDS` are ever written: never the query's
+answer, document text, or a token, whatever a caller puts in ``extra``.
+:func:`configure_audit` sends the lines to a file (``audit.path``) or stderr.
+
+Redaction: uvicorn's access log prints the request path *with* its query
+string, and ``?token=`` / ``?ticket=`` are valid (if least preferred) ways to
+authenticate a handshake. :class:`RedactSecrets` rewrites such values (and
+bearer tokens, and anything shaped like a JWT) to ``[REDACTED]`` in the
+records of the loggers :func:`install_redaction` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from legalstream.settings import AuditSettings
+
+AUDIT_LOGGER = "legalstream.audit"
+
+AUDIT_FIELDS = (
+    "user",
+    "client_ip",
+    "case_id",
+    "run_id",
+    "outcome",
+    "duration_s",
+    "cited_doc_ids",
+    "connection_id",
+)
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS = (
+    # ?token=… &ticket=… (also access_token, and percent-encoded separators survive)
+    (
+        re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_token|token|ticket)=)[^&;\s\"']*"),
+        r"\1" + REDACTED,
+    ),
+    # Authorization: Bearer … and the bearer./ticket. subprotocol entries
+    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9\-_.~+/]+=*"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(\b(?:bearer|ticket)\.)[A-Za-z0-9\-_.]+"), r"\1" + REDACTED),
+    # anything that looks like a JWT (header.payload.signature, base64url "eyJ…")
+    (re.compile(r"eyJ[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites credentials in a record's message and arguments, keeping their shape
+    (uvicorn's access formatter unpacks ``record.args``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redact_value(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _redact_value(v) for k, v in args.items()}
+        return True
+
+
+#: Loggers whose records may carry a request path or headers.
+REDACTED_LOGGERS = (
+    "uvicorn",
+    "uvicorn.access",
+    "uvicorn.error",
+    "websockets",
+    "websockets.server",
+    "legalstream",
+    "legalstream.ws",
+    "legalstream.session",
+    "legalstream.auth",
+    "legalstream.server",
+)
+
+
+def install_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> None:
+    """Add :class:`RedactSecrets` to each logger (and its handlers) once.
+
+    Call it after logging is configured (uvicorn's ``Config`` does that):
+    a filter on a logger sees only records logged on that very logger, so the
+    handlers get one too, for records propagated from children.
+    """
+    for name in loggers:
+        logger = logging.getLogger(name)
+        targets: list[logging.Filterer] = [logger, *logger.handlers]
+        for target in targets:
+            if not any(isinstance(f, RedactSecrets) for f in target.filters):
+                target.addFilter(RedactSecrets())
+
+
+class AuditFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "event": record.getMessage(),
+        }
+        audit = getattr(record, "audit", None)
+        if isinstance(audit, dict):
+            for key in AUDIT_FIELDS:
+                if key in audit:
+                    data[key] = audit[key]
+        return orjson.dumps(data, default=str).decode()
+
+
+class _AuditHandlerMixin:
+    legalstream_audit = True
+
+
+class AuditStreamHandler(_AuditHandlerMixin, logging.StreamHandler):  # type: ignore[type-arg]
+    pass
+
+
+class AuditFileHandler(_AuditHandlerMixin, logging.FileHandler):
+    pass
+
+
+def configure_audit(settings: AuditSettings) -> logging.Handler | None:
+    """(Re)install the audit handler; idempotent, so every ``create_app`` may call it."""
+    logger = logging.getLogger(AUDIT_LOGGER)
+    for handler in list(logger.handlers):
+        if getattr(handler, "legalstream_audit", False):
+            logger.removeHandler(handler)
+            handler.close()
+    logger.propagate = False
+    if not settings.enabled:
+        logger.setLevel(logging.CRITICAL + 1)
+        return None
+    handler: logging.Handler
+    if settings.path is not None:
+        settings.path.parent.mkdir(parents=True, exist_ok=True)
+        handler = AuditFileHandler(settings.path, encoding="utf-8")
+    else:
+        handler = AuditStreamHandler(sys.stderr)
+    handler.setFormatter(AuditFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    return handler
+
+
+def audit_refused(
+    *,
+    user: str,
+    client_ip: str | None,
+    case_id: Any,
+    outcome: str,
+    connection_id: str | None = None,
+) -> None:
+    """Audit a query refused before any run started (``forbidden_case``, ``rate_limited``)."""
+    logging.getLogger(AUDIT_LOGGER).info(
+        "query_refused",
+        extra={
+            "audit": {
+                "user": user,
+                "client_ip": client_ip,
+                "case_id": case_id,
+                "run_id": None,
+                "outcome": outcome,
+                "duration_s": 0.0,
+                "cited_doc_ids": [],
+                "connection_id": connection_id,
+            }
+        },
+    )

@@ -1,0 +1,827 @@
+"""The Redis bus: several workers (processes, machines) share runs and broadcasts.
+
+Same :class:`~legalstream.bus.base.Bus` interface as the memory bus. Layout in
+Redis (``P`` is ``settings.redis_prefix``)::
+
+    P:run:<run_id>          Stream: one entry per event, entry ID ``<seq>-0``,
+                            field ``e`` = Event.encoded; a final ``end`` entry
+                            marks the closed topic. MAXLEN ~ history_per_run,
+                            EXPIRE retention_seconds.
+    P:record:<run_id>       String: the RunRecord as JSON (+ owner worker), TTL.
+    P:runs                  ZSET run_id by started_at (trimmed to history_runs).
+    P:runs:case:<case>      ZSET per case, same.
+    P:worker:<worker>       String: the worker's connection snapshot, TTL 3×heartbeat.
+    P:workers               ZSET worker -> expiry (an index; the key's TTL decides).
+    P:wake:<worker>         Stream used only to wake this worker's blocked XREAD.
+    P:broadcast             Pub/Sub channel: broadcast events.
+    P:control               Pub/Sub channel: cross-worker attach/detach/cancel.
+
+Why the seq is the entry ID (not only a field): ``XRANGE P:run:x <n+1>-0 +``
+*is* "replay after seq n", and the first entry's ID is the first seq still in
+history, so neither replay nor resume needs a scan.
+
+Consumer-side fan-out: one reader task per process runs ``XREAD BLOCK`` over
+the streams that have local subscribers, each from the oldest cursor any local
+subscriber of it needs, and hands each event (decoded once) to every local
+subscriber whose cursor is behind it. Replay and live tail are the same code
+path, so there is no hand-over race between "replay" and "live" and no gap
+detection. A new subscription wakes the blocked XREAD by adding to the
+worker's ``wake`` stream (which is always part of the XREAD).
+
+Failures: Redis errors become :class:`BusUnavailable` for the caller; run
+subscriptions end with it (the session closes with 1013 and the client
+resumes); the reader, the Pub/Sub listener and the heartbeat retry with
+exponential backoff, so the process never dies with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
+
+import anyio
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from legalstream.bus.base import (
+    BROADCAST,
+    BusUnavailable,
+    History,
+    RunRecord,
+    SubscriptionOverflow,
+    UnknownTopic,
+)
+from legalstream.events import Event, decode_event
+from legalstream.settings import BusSettings
+
+log = logging.getLogger("legalstream.bus.redis")
+
+#: Entries one XREAD returns per stream; a full batch means "more is waiting".
+READ_BATCH = 512
+#: Longest the reader blocks in XREAD before it looks around (ms).
+BLOCK_MS = 5_000
+#: Connections for commands (publish, history, records) per worker process.
+POOL_SIZE = 64
+#: Backoff of the background loops while Redis is unreachable (seconds).
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+_REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+StreamId = tuple[int, int]
+
+#: ``handler(op, run_id, reason)`` for control messages about runs of this worker.
+ControlHandler = Callable[[str, str, str | None], None]
+
+
+def _parse_id(raw: bytes | str) -> StreamId:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _fmt_id(sid: StreamId) -> str:
+    return f"{sid[0]}-{sid[1]}"
+
+
+class RedisSubscription:
+    """One local subscriber: a bounded queue filled by the bus's reader task."""
+
+    def __init__(
+        self, bus: RedisBus | None, topic: str, buffer: int, cursor: StreamId | None
+    ) -> None:
+        self._bus = bus
+        self.topic = topic
+        self._buffer = buffer
+        #: Extra room granted for the replayed backlog (as memory.py does).
+        self.backlog_room = 0
+        #: ID of the last entry handed over; None until the tip is known (live-only).
+        self.cursor = cursor
+        #: True while the reader still delivers replayed history in full batches.
+        self.catching_up = cursor is not None
+        self._queue: deque[Event] = deque()
+        self._waiter: anyio.Event | None = None
+        self.done = False
+        self.overflowed = False
+        self.error: Exception | None = None
+
+    def offer(self, event: Event, *, backlog: bool = False) -> None:
+        if self.done:
+            return
+        if backlog:
+            self.backlog_room += 1
+        if len(self._queue) >= self._buffer + self.backlog_room:
+            self.overflowed = True
+            self.finish()
+            return
+        self._queue.append(event)
+        self._wake()
+
+    def finish(self, error: Exception | None = None) -> None:
+        """No more events: the consumer drains what is queued, then stops."""
+        if self.done:
+            return
+        self.done = True
+        if error is not None and self.error is None:
+            self.error = error
+        if self._bus is not None:
+            self._bus._discard(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._queue:
+            if self.done:
+                if self.overflowed:
+                    raise SubscriptionOverflow("subscriber fell behind its buffer")
+                if self.error is not None:
+                    raise self.error
+                raise StopAsyncIteration
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        self.finish()
+        self._queue.clear()
+
+
+class _Follow:
+    """A run topic with local subscribers."""
+
+    __slots__ = ("key", "last_activity", "subs")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.subs: set[RedisSubscription] = set()
+        self.last_activity = time.monotonic()
+
+
+class RedisBus:
+    """Multi-process bus on Redis Streams + Pub/Sub. See the module docstring."""
+
+    def __init__(self, settings: BusSettings, *, worker: str) -> None:
+        self.settings = settings
+        self.worker = worker
+        p = settings.redis_prefix
+        self._prefix = p
+        self._broadcast_channel = f"{p}:broadcast"
+        self._control_channel = f"{p}:control"
+        self._workers_key = f"{p}:workers"
+        self._wake_key = f"{p}:wake:{worker}".encode()
+        self._r: aioredis.Redis | None = None
+        self._reader_r: aioredis.Redis | None = None
+        self._pubsub_r: aioredis.Redis | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # run topics with local subscribers, and live-only broadcast subscribers
+        self._follows: dict[str, _Follow] = {}
+        self._broadcast: set[RedisSubscription] = set()
+        # publisher side: last seq per open topic (IDs of seq-less events)
+        self._open: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._in_xread = False
+        self._wake_pending = False
+        self._down = False
+        self._registry: Any = None
+        self._control_handler: ControlHandler | None = None
+        self._control_queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._remote_follows: dict[str, int] = {}
+        self._started = False
+        # XREAD blocks at most this long; also the period of the dead-owner check.
+        self._block_ms = int(min(BLOCK_MS, max(500, 3000 * settings.heartbeat_seconds)))
+        self._pubsub_ready = asyncio.Event()
+        self.published = 0
+
+    # -- keys ---------------------------------------------------------------
+
+    def _stream_key(self, topic: str) -> str:
+        return f"{self._prefix}:{topic}"
+
+    def _record_key(self, run_id: str) -> str:
+        return f"{self._prefix}:record:{run_id}"
+
+    def _index_key(self, case_id: Any = None) -> str:
+        if case_id is None:
+            return f"{self._prefix}:runs"
+        return f"{self._prefix}:runs:case:{orjson.dumps(case_id).decode()}"
+
+    def _worker_key(self, worker: str) -> str:
+        return f"{self._prefix}:worker:{worker}"
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        url = self.settings.redis_url
+        retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2)
+        common = {"socket_connect_timeout": 2.0, "socket_keepalive": True}
+        # A blocking pool: a burst of publishers waits for a connection instead
+        # of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=5.0, socket_timeout=5.0, **common
+        )
+        self._r = aioredis.Redis(connection_pool=pool, retry=retry)
+        self._r.auto_close_connection_pool = True  # aclose() also closes our pool
+        # One connection each for the blocking XREAD and for Pub/Sub; no
+        # internal retries there, the loops below reconnect with backoff.
+        self._reader_r = aioredis.from_url(
+            url,
+            socket_timeout=self._block_ms / 1000 + 5.0,
+            retry=Retry(ExponentialWithJitterBackoff(), 0),
+            **common,
+        )
+        self._pubsub_r = aioredis.from_url(
+            url,
+            socket_timeout=None,
+            health_check_interval=15,
+            retry=Retry(ExponentialWithJitterBackoff(), 0),
+            **common,
+        )
+        reachable = True
+        try:
+            await self._r.ping()
+        except _REDIS_ERRORS as exc:
+            # Start anyway: the loops keep retrying and callers get errors meanwhile.
+            log.error("redis at %s is not reachable (%s); retrying in the background", url, exc)
+            reachable = False
+        self._started = True
+        self._spawn(self._reader_loop(), "reader")
+        self._spawn(self._pubsub_loop(), "pubsub")
+        self._spawn(self._heartbeat_loop(), "heartbeat")
+        self._spawn(self._control_sender(), "control")
+        # Broadcasts published after start() returns reach this worker too.
+        if reachable:
+            with anyio.move_on_after(2.0):
+                await self._pubsub_ready.wait()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        for follow in list(self._follows.values()):
+            for sub in list(follow.subs):
+                sub.finish()
+        for sub in list(self._broadcast):
+            sub.finish()
+        if self._r is not None and self._started:
+            # A clean shutdown leaves the cluster view at once.
+            with contextlib.suppress(*_REDIS_ERRORS):
+                with anyio.move_on_after(2.0):
+                    pipe = self._r.pipeline(transaction=False)
+                    pipe.delete(self._worker_key(self.worker), self._wake_key)
+                    pipe.zrem(self._workers_key, self.worker)
+                    await pipe.execute()
+        for client in (self._r, self._reader_r, self._pubsub_r):
+            if client is not None:
+                with contextlib.suppress(*_REDIS_ERRORS):
+                    await client.aclose()
+        self._started = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"redisbus-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._r is None:
+            raise RuntimeError("RedisBus.start() was not called")
+        return self._r
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ResponseError:
+            raise
+        except _REDIS_ERRORS as exc:
+            raise BusUnavailable(f"redis {what} failed: {exc}") from exc
+
+    # -- publishing ---------------------------------------------------------
+
+    async def publish(self, topic: str, event: Event) -> None:
+        self.published += 1
+        if topic == BROADCAST:
+            with self._guard("publish"):
+                await self.redis.publish(self._broadcast_channel, event.encoded)
+            return
+        key = self._stream_key(topic)
+        first = topic not in self._open
+        if event.seq is not None:
+            entry_id = f"{event.seq}-0"
+            self._open[topic] = event.seq
+        else:
+            entry_id = f"{self._open.get(topic, 0)}-*"
+            self._open.setdefault(topic, 0)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(
+            key,
+            {"e": event.encoded},
+            id=entry_id,
+            maxlen=self.settings.history_per_run,
+            approximate=True,
+        )
+        if first:
+            # Also bounds the life of a run whose worker died before closing it.
+            pipe.expire(key, self.settings.retention_seconds)
+        try:
+            with self._guard("publish"):
+                await pipe.execute()
+        except ResponseError as exc:
+            raise RuntimeError(
+                f"publish to {topic} refused (closed topic or seq reused): {exc}"
+            ) from exc
+
+    async def close_topic(self, topic: str) -> None:
+        """Append the end marker; subscribers on every worker stop after it."""
+        self._open.pop(topic, None)
+        key = self._stream_key(topic)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(
+            key, {"end": b"1"}, id="*", maxlen=self.settings.history_per_run, approximate=True
+        )
+        pipe.expire(key, self.settings.retention_seconds)
+        with self._guard("close_topic"):
+            await pipe.execute()
+
+    # -- subscribing --------------------------------------------------------
+
+    def subscribe(self, topic: str, *, after_seq: int | None = None) -> RedisSubscription:
+        buffer = self.settings.subscriber_buffer
+        if topic == BROADCAST:
+            sub = RedisSubscription(self, topic, buffer, None)
+            sub.catching_up = False
+            self._broadcast.add(sub)
+            return sub
+        follow = self._follows.get(topic)
+        cursor: StreamId | None
+        if after_seq is not None:
+            cursor = (after_seq, 0)
+        elif follow is not None and follow.subs:
+            # Live only: start behind everything not yet dispatched here.
+            known = [s.cursor for s in follow.subs if s.cursor is not None]
+            cursor = min(known) if known else None
+        else:
+            cursor = None
+        sub = RedisSubscription(self, topic, buffer, cursor)
+        if self._down:
+            sub.finish(BusUnavailable("redis is unreachable"))
+            return sub
+        if follow is None:
+            follow = self._follows[topic] = _Follow(self._stream_key(topic).encode())
+        follow.subs.add(sub)
+        self._kick()
+        return sub
+
+    def _discard(self, sub: RedisSubscription) -> None:
+        if sub.topic == BROADCAST:
+            self._broadcast.discard(sub)
+            return
+        follow = self._follows.get(sub.topic)
+        if follow is not None:
+            follow.subs.discard(sub)
+            if not follow.subs:
+                del self._follows[sub.topic]
+
+    def _kick(self) -> None:
+        """The set of followed streams or cursors changed: re-issue XREAD."""
+        self._changed.set()
+        if self._in_xread and not self._wake_pending and self._started:
+            self._wake_pending = True
+            self._spawn(self._wake(), "wake")
+
+    async def _wake(self) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xadd(self._wake_key, {"w": b"1"}, maxlen=1, approximate=False)
+            pipe.expire(self._wake_key, 3600)
+            await pipe.execute()
+        except _REDIS_ERRORS as exc:
+            log.debug("wake failed: %s", exc)
+        finally:
+            self._wake_pending = False
+
+    # -- the reader ---------------------------------------------------------
+
+    async def _reader_loop(self) -> None:
+        assert self._reader_r is not None
+        backoff = BACKOFF_MIN
+        wake_cursor = "0-0"
+        last_liveness_check = time.monotonic()
+        while True:
+            try:
+                if self._down:
+                    await self._reader_r.ping()
+                    self._down = False
+                    log.warning("redis is reachable again; run subscriptions resume")
+                if not self._follows:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                await self._resolve_tips()
+                streams: dict[bytes, str] = {self._wake_key: wake_cursor}
+                for follow in self._follows.values():
+                    cursors = [s.cursor for s in follow.subs if s.cursor is not None]
+                    if cursors:
+                        streams[follow.key] = _fmt_id(min(cursors))
+                self._in_xread = True
+                try:
+                    reply = await self._reader_r.xread(
+                        streams, count=READ_BATCH, block=self._block_ms
+                    )
+                finally:
+                    self._in_xread = False
+                backoff = BACKOFF_MIN
+                for key, entries in _stream_items(reply):
+                    if key == self._wake_key:
+                        if entries:
+                            wake_cursor = _fmt_id(_parse_id(entries[-1][0]))
+                        continue
+                    self._dispatch(key, _parse_id(streams[key]), entries)
+                now = time.monotonic()
+                if now - last_liveness_check > self._block_ms / 1000:
+                    last_liveness_check = now
+                    await self._check_owners()
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_ERRORS as exc:
+                if not self._down:
+                    log.error("redis reader failed (%s): ending run subscriptions, retrying", exc)
+                self._down = True
+                self._fail_all(BusUnavailable(f"redis connection lost: {exc}"))
+                await asyncio.sleep(backoff * (1 + random.random() / 2))
+                backoff = min(BACKOFF_MAX, backoff * 2)
+            except Exception:
+                log.exception("redis reader crashed; restarting")
+                self._fail_all(BusUnavailable("redis reader failed"))
+                await asyncio.sleep(backoff)
+
+    async def _resolve_tips(self) -> None:
+        """Live-only subscriptions start after the stream's current last entry."""
+        assert self._reader_r is not None
+        pending = [
+            (topic, follow)
+            for topic, follow in self._follows.items()
+            if any(s.cursor is None for s in follow.subs)
+        ]
+        if not pending:
+            return
+        pipe = self._reader_r.pipeline(transaction=False)
+        for _, follow in pending:
+            pipe.xrevrange(follow.key, "+", "-", count=1)
+        tips = await pipe.execute()
+        for (_, follow), tip in zip(pending, tips, strict=True):
+            closed = bool(tip) and b"end" in tip[0][1]
+            cursor = _parse_id(tip[0][0]) if tip else (0, 0)
+            for sub in list(follow.subs):
+                if sub.cursor is None:
+                    if closed:
+                        sub.finish()
+                    else:
+                        sub.cursor = cursor
+                        sub.catching_up = False
+
+    def _dispatch(self, key: bytes, read_from: StreamId, entries: list[Any]) -> None:
+        """Hand entries read after ``read_from`` to the subscribers they continue.
+
+        A subscriber that joined behind ``read_from`` while XREAD was in flight
+        waits for the next read (which starts from its cursor): no gaps.
+        """
+        topic = key.decode()[len(self._prefix) + 1 :]
+        follow = self._follows.get(topic)
+        if follow is None:
+            return
+        follow.last_activity = time.monotonic()
+        full = len(entries) >= READ_BATCH
+        subs = [s for s in follow.subs if s.cursor is not None and s.cursor >= read_from]
+        for raw_id, fields in entries:
+            sid = _parse_id(raw_id)
+            if b"end" in fields:
+                for sub in subs:
+                    if sub.cursor < sid:  # type: ignore[operator]
+                        sub.finish()
+                continue
+            event: Event | None = None
+            for sub in subs:
+                if sub.done or sub.cursor >= sid:  # type: ignore[operator]
+                    continue
+                if event is None:
+                    raw = fields[b"e"]
+                    event = decode_event(raw)
+                    event._encoded = raw
+                sub.cursor = sid
+                sub.offer(event, backlog=sub.catching_up)
+        for sub in subs:
+            # A full batch means more history is waiting: still replaying.
+            sub.catching_up = sub.catching_up and full
+
+    def _fail_all(self, error: Exception) -> None:
+        for follow in list(self._follows.values()):
+            for sub in list(follow.subs):
+                sub.finish(error)
+        self._follows.clear()
+
+    async def _check_owners(self) -> None:
+        """End subscriptions of runs whose owning worker died (no end marker will come)."""
+        idle = 3 * self.settings.heartbeat_seconds
+        now = time.monotonic()
+        stale = [(t, f) for t, f in self._follows.items() if now - f.last_activity > idle]
+        if not stale:
+            return
+        r = self.redis
+        records = await r.mget([self._record_key(t.removeprefix("run:")) for t, _ in stale])
+        for (_topic, follow), raw in zip(stale, records, strict=True):
+            if raw is None:
+                continue
+            data = orjson.loads(raw)
+            owner = data.get("worker")
+            if data.get("status") != "running" or not owner or owner == self.worker:
+                continue
+            if not await r.exists(self._worker_key(owner)):
+                log.warning(
+                    "worker %s running %s is gone; ending its subscriptions", owner, data["run_id"]
+                )
+                for sub in list(follow.subs):
+                    sub.finish(BusUnavailable(f"worker {owner} running this run is gone"))
+
+    # -- history ------------------------------------------------------------
+
+    async def history(self, topic: str, *, after_seq: int = 0) -> History:
+        key = self._stream_key(topic)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrange(key, f"{after_seq + 1}-0", "+")
+        pipe.xrange(key, "-", "+", count=1)
+        pipe.xrevrange(key, "+", "-", count=2)
+        with self._guard("history"):
+            entries, head, tail = await pipe.execute()
+        if not head:
+            raise UnknownTopic(topic)
+        closed = b"end" in tail[0][1]
+        last_seq = 0
+        for raw_id, fields in tail:
+            if b"end" not in fields:
+                last_seq = _parse_id(raw_id)[0]
+                break
+        first_seq = last_seq + 1 if b"end" in head[0][1] else _parse_id(head[0][0])[0]
+        events = []
+        for _raw_id, fields in entries:
+            raw = fields.get(b"e")
+            if raw is None:
+                continue
+            event = decode_event(raw)
+            if event.seq is None or event.seq <= after_seq:
+                continue
+            event._encoded = raw
+            events.append(event)
+        return History(events=events, first_seq=first_seq or 1, last_seq=last_seq, closed=closed)
+
+    # -- run records --------------------------------------------------------
+
+    async def save_run(self, record: RunRecord) -> None:
+        data = {
+            "run_id": record.run_id,
+            "query": record.query,
+            "case_id": record.case_id,
+            "user": record.user,
+            "status": record.status,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "event_count": record.event_count,
+            "final": record.final,
+            "worker": self.worker,
+        }
+        ttl = self.settings.retention_seconds
+        keep = max(1, self.settings.history_runs)
+        cutoff = time.time() - ttl
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(
+            self._record_key(record.run_id),
+            orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+            ex=ttl,
+        )
+        for index in (self._index_key(), self._index_key(record.case_id)):
+            pipe.zadd(index, {record.run_id: record.started_at})
+            pipe.zremrangebyrank(index, 0, -(keep + 1))
+            pipe.zremrangebyscore(index, "-inf", cutoff)
+            pipe.expire(index, ttl)
+        with self._guard("save_run"):
+            await pipe.execute()
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        with self._guard("get_run"):
+            raw = await self.redis.get(self._record_key(run_id))
+        return _record(raw) if raw is not None else None
+
+    async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]:
+        if limit <= 0:
+            return []
+        index = self._index_key(case_id)
+        r = self.redis
+        with self._guard("list_runs"):
+            ids = await r.zrevrange(index, 0, limit - 1)
+            if not ids:
+                return []
+            raws = await r.mget([self._record_key(i.decode()) for i in ids])
+            gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if gone:
+                await r.zrem(index, *gone)
+        return [_record(raw) for raw in raws if raw is not None]
+
+    # -- broadcast and control (Pub/Sub) -----------------------------------
+
+    async def _pubsub_loop(self) -> None:
+        assert self._pubsub_r is not None
+        backoff = BACKOFF_MIN
+        while True:
+            pubsub = self._pubsub_r.pubsub()
+            try:
+                await pubsub.subscribe(self._broadcast_channel, self._control_channel)
+                # Wait for the confirmation so "ready" means messages do arrive.
+                while await pubsub.get_message(timeout=2.0) is None:
+                    pass
+                self._pubsub_ready.set()
+                backoff = BACKOFF_MIN
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    channel = msg["channel"].decode()
+                    if channel == self._broadcast_channel:
+                        self._on_broadcast(msg["data"])
+                    elif channel == self._control_channel:
+                        self._on_control(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_ERRORS as exc:
+                log.error("redis pub/sub failed (%s); broadcasts are lost until it is back", exc)
+                await asyncio.sleep(backoff * (1 + random.random() / 2))
+                backoff = min(BACKOFF_MAX, backoff * 2)
+            except Exception:
+                log.exception("redis pub/sub listener crashed; restarting")
+                await asyncio.sleep(backoff)
+            finally:
+                with contextlib.suppress(BaseException):
+                    await pubsub.aclose()
+
+    def _on_broadcast(self, raw: bytes) -> None:
+        event = decode_event(raw)
+        event._encoded = raw
+        for sub in list(self._broadcast):
+            sub.offer(event)
+
+    # Cross-worker run control. A resumed client may attach on worker B to a
+    # run that lives on worker A: B publishes "attach", A's RunManager counts
+    # the follower (cancelling its resume-grace timer); "detach" reverses it.
+
+    def on_remote_control(self, handler: ControlHandler) -> None:
+        """Register the RunManager's handler for control messages of other workers."""
+        self._control_handler = handler
+
+    def send_control(self, op: str, run_id: str, reason: str | None = None) -> bool:
+        """Tell the worker that owns ``run_id``: ``attach``, ``detach`` or ``cancel``.
+
+        Sent in order by one task. A ``detach`` is only sent for runs this
+        worker attached to remotely. Returns whether a message was queued.
+        """
+        if not self._started:
+            return False
+        if op == "attach":
+            self._remote_follows[run_id] = self._remote_follows.get(run_id, 0) + 1
+        elif op == "detach":
+            count = self._remote_follows.get(run_id, 0)
+            if count <= 0:
+                return False
+            if count == 1:
+                del self._remote_follows[run_id]
+            else:
+                self._remote_follows[run_id] = count - 1
+        payload = {"op": op, "run_id": run_id, "reason": reason, "from": self.worker}
+        self._control_queue.put_nowait(orjson.dumps(payload))
+        return True
+
+    async def _control_sender(self) -> None:
+        while True:
+            payload = await self._control_queue.get()
+            try:
+                await self.redis.publish(self._control_channel, payload)
+            except _REDIS_ERRORS as exc:
+                log.error("control message lost (%s): %s", exc, payload)
+
+    def _on_control(self, raw: bytes) -> None:
+        msg = orjson.loads(raw)
+        if msg.get("from") == self.worker or self._control_handler is None:
+            return
+        try:
+            self._control_handler(msg["op"], msg["run_id"], msg.get("reason"))
+        except Exception:
+            log.exception("control handler failed for %s", msg)
+
+    # -- cluster view -------------------------------------------------------
+
+    def attach_registry(self, registry: Any) -> None:
+        """The connection registry whose snapshot the heartbeat publishes."""
+        self._registry = registry
+
+    async def _heartbeat_loop(self) -> None:
+        period = self.settings.heartbeat_seconds
+        failing = False
+        while True:
+            try:
+                await self.heartbeat()
+                if failing:
+                    log.warning("heartbeat to redis works again")
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:
+                    log.error("heartbeat to redis failed: %s", exc)
+                failing = True
+            await asyncio.sleep(period)
+
+    async def heartbeat(self) -> None:
+        """Publish this worker's connections with a TTL of 3 heartbeats."""
+        snapshot = self._registry.snapshot() if self._registry is not None else []
+        ttl = 3 * self.settings.heartbeat_seconds
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._worker_key(self.worker), orjson.dumps(snapshot), px=max(1, int(ttl * 1000)))
+        pipe.zadd(self._workers_key, {self.worker: now + ttl})
+        # The index only; liveness is the key's TTL. Generous for clock skew.
+        pipe.zremrangebyscore(self._workers_key, "-inf", now - 3600)
+        pipe.expire(self._workers_key, 3600)
+        await pipe.execute()
+
+    async def cluster_connections(self, registry: Any = None) -> list[dict[str, Any]]:
+        """Connections of every live worker: ours live, the others' from their heartbeat."""
+        registry = registry if registry is not None else self._registry
+        local = registry.snapshot() if registry is not None else []
+        r = self.redis
+        try:
+            workers = [w.decode() for w in await r.zrange(self._workers_key, 0, -1)]
+            others = [w for w in workers if w != self.worker]
+            if not others:
+                return local
+            raws = await r.mget([self._worker_key(w) for w in others])
+        except _REDIS_ERRORS as exc:
+            log.error("cluster status from redis failed (%s); reporting this worker only", exc)
+            return local
+        result = list(local)
+        for raw in raws:
+            if raw is not None:
+                result.extend(orjson.loads(raw))
+        return result
+
+    async def live_workers(self) -> list[str]:
+        workers = [w.decode() for w in await self.redis.zrange(self._workers_key, 0, -1)]
+        if not workers:
+            return []
+        alive = await self.redis.mget([self._worker_key(w) for w in workers])
+        return [w for w, raw in zip(workers, alive, strict=True) if raw is not None]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._broadcast) + sum(len(f.subs) for f in self._follows.values())
+
+
+def _stream_items(reply: Any) -> list[tuple[bytes, list[Any]]]:
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
+    return [(k, v) for k, v in reply]
+
+
+def _record(raw: bytes) -> RunRecord:
+    data = orjson.loads(raw)
+    return RunRecord(
+        run_id=data["run_id"],
+        query=data["query"],
+        case_id=data["case_id"],
+        user=data["user"],
+        status=data["status"],
+        started_at=data["started_at"],
+        ended_at=data.get("ended_at"),
+        event_count=data.get("event_count", 0),
+        final=data.get("final"),
+    )

@@ -1,0 +1,256 @@
+"""Prometheus metrics for one app: ``GET /metrics``.
+
+Every app gets its own :class:`~prometheus_client.CollectorRegistry` (never the
+process-global one), so several apps in one process — tests, an app mounted
+twice — do not clash.
+
+The hot path stays cheap: counters are bound to their label values once (a
+dict of pre-bound children per event type), so counting an event is a dict
+lookup plus ``inc()``. Gauges that describe current state (open connections,
+send-queue depth, active runs) are computed at scrape time from the live
+registry instead of being maintained on every frame.
+
+LLM and retrieval latency are derived from the events themselves as the run
+publisher hands them to the bus: ``llm_start``→``llm_end``/``llm_error``
+(matched by ``metadata.call_id``) and ``rag_query_start``→``rag_query_end``
+(matched per run, in order). No agent code is involved.
+
+docs/operations.md describes each metric and gives alert rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from legalstream.events import Event, EventType
+
+if TYPE_CHECKING:
+    from legalstream.runs import Run
+    from legalstream.server.state import Services
+
+__all__ = ["Metrics", "metrics_endpoint"]
+
+_NS = "legalstream"
+
+#: Seconds; runs of the offline agent take ~0.1-2 s, hosted LLMs 5-60 s.
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+FIRST_EVENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LLM_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+_OUTCOMES = ("complete", "error", "cancelled")
+_SLOW_REASONS = ("send_buffer_full", "fell_behind_run")
+
+
+class Metrics:
+    """The metrics of one app. Hooks are called from the event loop thread only."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._svc: Services | None = None
+
+        # -- state gauges, computed at scrape time ------------------------------
+        self.connections = Gauge(
+            f"{_NS}_connections_open", "Open WebSocket connections in this process.", registry=r
+        )
+        self.connections.set_function(lambda: len(self._svc.registry) if self._svc else 0)
+        self.runs_active = Gauge(
+            f"{_NS}_runs_active", "Runs started and not yet finished in this process.", registry=r
+        )
+        self.runs_active.set_function(lambda: self._svc.runs.active if self._svc else 0)
+        self.queue_depth = Gauge(
+            f"{_NS}_send_queue_depth",
+            "Frames queued for sending, summed over this process's connections.",
+            registry=r,
+        )
+        self.queue_depth.set_function(self._queue_total)
+        self.queue_depth_max = Gauge(
+            f"{_NS}_send_queue_depth_max",
+            "Largest send queue of any one connection (frames).",
+            registry=r,
+        )
+        self.queue_depth_max.set_function(self._queue_max)
+
+        # -- counters --------------------------------------------------------------
+        self.connections_total = Counter(
+            f"{_NS}_connections", "WebSocket connections accepted.", registry=r
+        )
+        self.runs_started = Counter(f"{_NS}_runs_started", "Runs started.", registry=r)
+        runs_finished = Counter(
+            f"{_NS}_runs_finished",
+            "Runs finished, by outcome (complete, error, cancelled).",
+            ["outcome"],
+            registry=r,
+        )
+        self._finished = {o: runs_finished.labels(o) for o in _OUTCOMES}
+        self._finished_family = runs_finished
+        published = Counter(
+            f"{_NS}_events_published",
+            "Run events published to the bus, by type.",
+            ["type"],
+            registry=r,
+        )
+        delivered = Counter(
+            f"{_NS}_events_delivered",
+            "Frames queued to a connection (after filtering), by type.",
+            ["type"],
+            registry=r,
+        )
+        self._published = {t: published.labels(t.value) for t in EventType}
+        self._delivered = {t: delivered.labels(t.value) for t in EventType}
+        self.dropped = Counter(
+            f"{_NS}_send_queue_drops",
+            "Frames not queued because a connection's send queue was full.",
+            registry=r,
+        )
+        slow = Counter(
+            f"{_NS}_slow_consumer_disconnects",
+            "Connections closed with 1013 because the client did not keep up.",
+            ["reason"],
+            registry=r,
+        )
+        self._slow = {reason: slow.labels(reason) for reason in _SLOW_REASONS}
+
+        # -- histograms ------------------------------------------------------------
+        self.run_duration = Histogram(
+            f"{_NS}_run_duration_seconds",
+            "Wall time from query to final frame.",
+            ["outcome"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self._run_duration = {o: self.run_duration.labels(o) for o in _OUTCOMES}
+        self.first_event = Histogram(
+            f"{_NS}_time_to_first_event_seconds",
+            "Time from query to the run's first agent event (after query_received and "
+            "agent_execution_start).",
+            buckets=FIRST_EVENT_BUCKETS,
+            registry=r,
+        )
+        self.llm_latency = Histogram(
+            f"{_NS}_llm_call_seconds",
+            "LLM call latency, llm_start to llm_end/llm_error, by outcome.",
+            ["outcome"],
+            buckets=LLM_BUCKETS,
+            registry=r,
+        )
+        self._llm = {o: self.llm_latency.labels(o) for o in ("ok", "error")}
+        self.retrieval_latency = Histogram(
+            f"{_NS}_retrieval_seconds",
+            "Retrieval latency, rag_query_start to rag_query_end, by outcome.",
+            ["outcome"],
+            buckets=RETRIEVAL_BUCKETS,
+            registry=r,
+        )
+        self._retrieval = {o: self.retrieval_latency.labels(o) for o in ("ok", "error")}
+
+        # Open LLM calls and retrievals, per run (dropped with the run's final event).
+        self._llm_open: dict[str, dict[Any, float]] = {}
+        self._rag_open: dict[str, deque[float]] = {}
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def bind(self, svc: Services) -> None:
+        """Attach the live services the state gauges read at scrape time."""
+        self._svc = svc
+
+    def _queues(self) -> list[int]:
+        if self._svc is None:
+            return []
+        return [s.info.queue_depth for s in list(self._svc.sessions.values())]
+
+    def _queue_total(self) -> float:
+        return float(sum(self._queues()))
+
+    def _queue_max(self) -> float:
+        return float(max(self._queues(), default=0))
+
+    # -- hooks (event loop thread) --------------------------------------------------
+
+    def connection_opened(self) -> None:
+        self.connections_total.inc()
+
+    def event_published(self, event: Event) -> None:
+        """Called by the run publisher for every run event, in seq order."""
+        t = event.type
+        self._published[t].inc()
+        if t is EventType.LLM_STREAM_CHUNK:  # the common case: nothing else to do
+            return
+        if t is EventType.QUERY_RECEIVED:
+            self.runs_started.inc()
+        elif t is EventType.LLM_START:
+            key = (event.metadata or {}).get("call_id")
+            self._llm_open.setdefault(event.run_id or "", {})[key] = event.timestamp
+        elif t is EventType.LLM_END or t is EventType.LLM_ERROR:
+            key = (event.metadata or {}).get("call_id")
+            started = self._llm_open.get(event.run_id or "", {}).pop(key, None)
+            if started is not None:
+                outcome = "ok" if t is EventType.LLM_END else "error"
+                self._llm[outcome].observe(max(0.0, event.timestamp - started))
+        elif t is EventType.RAG_QUERY_START:
+            self._rag_open.setdefault(event.run_id or "", deque()).append(event.timestamp)
+        elif t is EventType.RAG_QUERY_END:
+            pending = self._rag_open.get(event.run_id or "")
+            if pending:
+                started = pending.popleft()
+                outcome = "error" if event.error else "ok"
+                self._retrieval[outcome].observe(max(0.0, event.timestamp - started))
+        elif event.is_final:
+            self._llm_open.pop(event.run_id or "", None)
+            self._rag_open.pop(event.run_id or "", None)
+
+    def event_delivered(self, event: Event) -> None:
+        """Called when a frame is queued to a connection (fan-out)."""
+        child = self._delivered.get(event.type)  # type: ignore[call-overload]
+        if child is not None:
+            child.inc()
+
+    def frame_dropped(self) -> None:
+        self.dropped.inc()
+
+    def slow_consumer(self, reason: str) -> None:
+        child = self._slow.get(reason)
+        if child is None:
+            child = self._slow[reason] = self._slow["send_buffer_full"]
+        child.inc()
+
+    def run_finished(self, run: Run) -> None:
+        """RunManager's ``on_finish`` hook."""
+        outcome = run.status if run.status in self._finished else "error"
+        self._finished[outcome].inc()
+        end = time.time()
+        self._run_duration[outcome].observe(max(0.0, end - run.started_at))
+        if run.first_event_at is not None:
+            self.first_event.observe(max(0.0, run.first_event_at - run.started_at))
+
+    # -- exposition -----------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: Prometheus text format.
+
+    Open in auth mode ``none``; otherwise the caller needs the ``status`` scope
+    (Prometheus: ``authorization: {credentials_file: ...}`` in the scrape config).
+    """
+    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is None:
+        return Response("metrics are not enabled\n", status_code=404, media_type="text/plain")
+    svc = getattr(request.app.state, "services", None)
+    if svc is not None and svc.settings.auth.mode != "none":
+        from legalstream.server.auth import AuthError
+
+        principal, _ = await svc.auth.authenticate(request)
+        if not principal.has_scope("status"):
+            raise AuthError(403, "token lacks the 'status' scope")
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,108 @@
+"""What the engine needs from a vector store, and the pieces both stores share.
+
+Two kinds of point live in one collection:
+
+* chunk points: named vectors ``dense`` (MiniLM, cosine) and ``bm25`` (sparse
+  term weights, IDF applied by Qdrant at query time), payload = citation fields;
+* one document point per document, without vectors, whose payload holds the
+  document's normalised source text and content hash. Keeping it in the store
+  (not in a side file) means a Qdrant server deployment has no local state.
+
+Every read is filtered by ``case_id`` inside Qdrant (payload index), never after
+the fact in Python.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+DENSE = "dense"
+SPARSE = "bm25"
+KIND_CHUNK = "chunk"
+KIND_DOC = "doc"
+#: Payload fields of a document point that listings leave out (they can be large).
+HEAVY_FIELDS = ["source_text"]
+Mode = Literal["hybrid", "dense", "bm25"]
+
+_NS = uuid.UUID("6f0c3c1e-7a57-4b8e-9a53-6c9f3f1d2a10")
+
+
+def chunk_point_id(case_id: int, doc_id: str, content_hash: str, index: int) -> str:
+    # The content hash is part of the id, so a changed document's new chunks are
+    # written next to the old ones and the old ones deleted after: a search never
+    # sees the document missing while it is being replaced.
+    return str(uuid.uuid5(_NS, f"chunk:{case_id}:{doc_id}:{content_hash}:{index}"))
+
+
+def doc_point_id(case_id: int, doc_id: str) -> str:
+    return str(uuid.uuid5(_NS, f"doc:{case_id}:{doc_id}"))
+
+
+@dataclass(slots=True)
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(slots=True)
+class ChunkPoint:
+    id: str
+    dense: np.ndarray
+    sparse: SparseVec
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class QuerySpec:
+    case_id: int
+    k: int
+    mode: Mode
+    dense: np.ndarray | None
+    sparse: SparseVec | None
+    #: Candidates each arm fetches before fusion.
+    prefetch: int
+    rrf_k: int
+    #: RRF weights of the (dense, bm25) arms; None weighs them equally.
+    rrf_weights: tuple[float, float] | None = None
+
+
+class ChunkStore(Protocol):
+    """A Qdrant collection seen as the engine needs it (Edge and server implement it)."""
+
+    def upsert_chunks(self, points: list[ChunkPoint]) -> None: ...
+    def upsert_document(self, case_id: int, doc_id: str, payload: dict[str, Any]) -> None: ...
+    def get_document(self, case_id: int | None, doc_id: str) -> dict[str, Any] | None: ...
+    def list_documents(self, case_id: int | None) -> list[dict[str, Any]]: ...
+    def count_chunks(self, case_id: int, doc_id: str | None = None) -> int: ...
+    def delete_chunks(self, case_id: int, doc_id: str, except_hash: str | None = None) -> int: ...
+    def delete_document(self, case_id: int, doc_id: str) -> int: ...
+    def delete_case(self, case_id: int) -> int: ...
+    def query(self, spec: QuerySpec) -> list[tuple[dict[str, Any], float]]: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Bm25Encoder:
+    """BM25 term weights for Qdrant sparse vectors (Qdrant's own BM25, from qdrant_edge).
+
+    Documents get saturated, length-normalised term frequencies; queries get 1.0
+    per distinct term; the collection's IDF modifier supplies IDF at query time,
+    which together is BM25. The same vectors go to Edge and to a Qdrant server.
+    """
+
+    def __init__(self, avg_len: float = 200.0) -> None:
+        from qdrant_edge import Bm25, Bm25Config
+
+        self._bm25 = Bm25(Bm25Config(language="english", avg_len=avg_len))
+
+    def document(self, text: str) -> SparseVec:
+        v = self._bm25.embed_document(text)
+        return SparseVec(list(v.indices), list(v.values))
+
+    def query(self, text: str) -> SparseVec:
+        v = self._bm25.embed_query(text)
+        return SparseVec(list(v.indices), list(v.values))

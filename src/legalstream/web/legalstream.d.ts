@@ -1,0 +1,177 @@
+// Type declarations for legalstream.js (served at /static/legalstream.js).
+
+export type EventType =
+  | "connection_established"
+  | "query_received"
+  | "agent_execution_start"
+  | "agent_execution_complete"
+  | "agent_execution_error"
+  | "agent_start"
+  | "agent_action"
+  | "agent_observation"
+  | "agent_end"
+  | "tool_start"
+  | "tool_end"
+  | "llm_start"
+  | "llm_end"
+  | "llm_error"
+  | "llm_stream_chunk"
+  | "rag_query_start"
+  | "rag_query_end"
+  | "thinking_start"
+  | "thinking_end"
+  | "broadcast"
+  | "error"
+  | "resume_failed";
+
+/** Every server frame: the seed's event structure plus run_id, seq, connection_id. */
+export interface LegalStreamEvent {
+  type: EventType;
+  timestamp: number;
+  agent_name: string | null;
+  task: string | null;
+  action: string | null;
+  tool_name: string | null;
+  input_data: Record<string, unknown> | null;
+  output_data: Record<string, unknown> | null;
+  error: string | null;
+  metadata: Record<string, unknown> | null;
+  /** Set on every run event. */
+  run_id: string | null;
+  /** Gapless per run, from 1. */
+  seq: number | null;
+  connection_id?: string;
+  /** Machine-readable error code (error frames and agent_execution_error). */
+  code?: string;
+}
+
+export interface Citation {
+  chunk_id: string;
+  doc_id: string;
+  title: string;
+  case_id: number;
+  page: number | null;
+  section: string | null;
+  char_start: number;
+  char_end: number;
+  quote: string;
+  score: number;
+  /** The [n] marker the answer uses, when the agent numbered its sources. */
+  marker?: number;
+}
+
+export interface RunResult {
+  runId: string;
+  answer: string;
+  citations: Citation[];
+  metadata: Record<string, unknown>;
+  /** The agent_execution_complete frame. */
+  event: LegalStreamEvent;
+}
+
+export interface QueryOptions {
+  /** Default: the client's streamThinking option (true). */
+  streamThinking?: boolean;
+  /** Only these event types (final frames always arrive). */
+  events?: EventType[];
+  /** Called with each of this run's frames. */
+  onEvent?: (event: LegalStreamEvent) => void;
+}
+
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+export interface ConnectionStatus {
+  state: ConnectionState | "resumed";
+  /** reconnecting: attempt number and the backoff delay (ms) before it. */
+  attempt?: number;
+  delay?: number;
+  /** reconnecting: close code and reason of the connection that dropped. */
+  code?: number;
+  reason?: string;
+  /** closed: why. */
+  error?: string;
+  /** resumed: the run ids a resume was sent for. */
+  runs?: string[];
+}
+
+export interface LegalStreamOptions {
+  /** A JWT; traded for a single-use ticket via POST /ws/ticket before each (re)connect. */
+  token?: string | null;
+  /** Returns a ticket (e.g. from your own backend); takes precedence over token. */
+  ticketProvider?: (() => string | Promise<string>) | null;
+  /** How the ticket is offered: Sec-WebSocket-Protocol "ticket.<t>" (default) or ?ticket=. */
+  ticketTransport?: "protocol" | "query";
+  /** Reconnect and resume live runs when the connection drops (default true). */
+  reconnect?: boolean;
+  /** Default 10. */
+  maxReconnectAttempts?: number;
+  /** Backoff in ms: initial delay (default 250), doubled per attempt up to backoffMax (10000), with jitter. */
+  backoffInitial?: number;
+  backoffMax?: number;
+  /** stream_thinking of queries (default true). */
+  streamThinking?: boolean;
+  /** ms to wait for query_received (default 30000). */
+  ackTimeout?: number;
+  /** Log every frame to the console, like the seed's example (default false). */
+  debug?: boolean;
+  /** WebSocket implementation (default globalThis.WebSocket). */
+  WebSocket?: typeof WebSocket;
+  /** fetch implementation for POST /ws/ticket (default globalThis.fetch). */
+  fetch?: typeof fetch;
+}
+
+export class RunError extends Error {
+  readonly code: string | null;
+  readonly event: LegalStreamEvent | null;
+  readonly runId: string | null;
+}
+
+export class ConnectionLostError extends Error {}
+
+/** A run started by sendQuery(); awaiting it gives the RunResult or throws RunError. */
+export class RunHandle implements PromiseLike<RunResult> {
+  readonly runId: string | null;
+  readonly lastSeq: number;
+  readonly final: LegalStreamEvent | null;
+  readonly events: LegalStreamEvent[];
+  readonly settled: boolean;
+  readonly live: boolean;
+  /** Resolves with the run id once the server acknowledged the query (query_received). */
+  readonly started: Promise<string>;
+  readonly result: Promise<RunResult>;
+  on(type: EventType | "*", handler: (event: LegalStreamEvent) => void): this;
+  cancel(): Promise<void>;
+  then<A = RunResult, B = never>(
+    onFulfilled?: ((value: RunResult) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B>;
+  catch<B = never>(onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<RunResult | B>;
+  finally(onFinally?: (() => void) | null): Promise<RunResult>;
+}
+
+export class LegalAgentWebSocket {
+  constructor(url?: string, options?: LegalStreamOptions);
+  readonly url: string;
+  /** The raw socket of the current connection (null while disconnected). */
+  ws: WebSocket | null;
+  connectionId: string | null;
+  state: ConnectionState;
+  /** Successful reconnects so far. */
+  reconnects: number;
+  /** Live runs by id. */
+  runs: Map<string, RunHandle>;
+
+  connect(): Promise<LegalStreamEvent>;
+  sendQuery(query: string, caseId?: number | null, opts?: QueryOptions): RunHandle;
+  ask(query: string, caseId?: number | null, opts?: QueryOptions): Promise<RunResult>;
+  cancel(runId: string): Promise<void>;
+  on(eventType: EventType | "*", handler: (event: LegalStreamEvent) => void): () => void;
+  on(eventType: "status", handler: (status: ConnectionStatus) => void): () => void;
+  off(eventType: string, handler: (...args: any[]) => void): void;
+  handleEvent(event: LegalStreamEvent): void;
+  disconnect(): void;
+}
+
+export function ticketUrl(wsUrl: string): string;
+
+export default LegalAgentWebSocket;

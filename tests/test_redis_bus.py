@@ -1,0 +1,563 @@
+"""The Bus contract on both implementations, plus what only Redis does.
+
+The contract tests are parametrized over MemoryBus and RedisBus; the Redis
+ones run against a real redis-server (tests/redis_fixture.py) with a key
+prefix of their own. Several RedisBus instances in one test stand for several
+workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from legalstream.bus.base import (
+    BROADCAST,
+    BusUnavailable,
+    RunRecord,
+    SubscriptionOverflow,
+    UnknownTopic,
+    run_topic,
+)
+from legalstream.bus.memory import MemoryBus
+from legalstream.bus.redis import RedisBus
+from legalstream.events import Event, EventType
+from legalstream.runs import RunManager
+from legalstream.settings import BusSettings, RunSettings
+from redis_fixture import RedisServer
+from support import ScriptedRunner, free_port
+
+
+def ev(seq: int | None, run_id: str = "r", **kw: Any) -> Event:
+    return Event(
+        type=EventType.LLM_STREAM_CHUNK,
+        run_id=run_id,
+        seq=seq,
+        output_data={"chunk": f"c{seq}"},
+        **kw,
+    )
+
+
+def final(seq: int, run_id: str = "r") -> Event:
+    return Event(
+        type=EventType.AGENT_EXECUTION_COMPLETE, run_id=run_id, seq=seq, output_data={"answer": "a"}
+    )
+
+
+async def take(sub: Any, n: int, within: float = 5.0) -> list[Event]:
+    out = []
+    with anyio.fail_after(within):
+        async for event in sub:
+            out.append(event)
+            if len(out) == n:
+                break
+    return out
+
+
+async def drain(sub: Any, within: float = 5.0) -> list[Event]:
+    """Everything until the subscription ends."""
+    out = []
+    with anyio.fail_after(within):
+        async for event in sub:
+            out.append(event)
+    return out
+
+
+def new_topic() -> str:
+    return run_topic(uuid.uuid4().hex)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_bus(request: pytest.FixtureRequest):
+    """``await make_bus(**bus settings)``: a started bus of the parametrized kind."""
+    made: list[Any] = []
+
+    async def factory(**overrides: Any) -> Any:
+        if request.param == "memory":
+            bus: Any = MemoryBus(
+                history_per_run=overrides.get("history_per_run", 10_000),
+                subscriber_buffer=overrides.get("subscriber_buffer", 4096),
+            )
+        else:
+            base: BusSettings = request.getfixturevalue("redis_bus_settings")
+            bus = RedisBus(base.model_copy(update=overrides), worker=f"w-{uuid.uuid4().hex[:6]}")
+        await bus.start()
+        made.append(bus)
+        return bus
+
+    yield factory
+    for bus in made:
+        await bus.close()
+
+
+@pytest.fixture
+async def workers(redis_bus_settings: BusSettings):
+    """``await workers(n, **settings)``: n started RedisBus instances = n workers."""
+    made: list[RedisBus] = []
+
+    async def factory(n: int = 2, **overrides: Any) -> list[RedisBus]:
+        settings = redis_bus_settings.model_copy(update=overrides)
+        buses = [RedisBus(settings, worker=f"worker-{len(made) + i}") for i in range(n)]
+        for bus in buses:
+            await bus.start()
+        made.extend(buses)
+        return buses
+
+    yield factory
+    for bus in made:
+        await bus.close()
+
+
+# -- the Bus contract (memory and redis) ----------------------------------------
+
+
+async def test_subscribe_then_publish_then_close(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    sub = bus.subscribe(topic, after_seq=0)
+    sent = [ev(seq) for seq in range(1, 6)] + [final(6)]
+    for event in sent:
+        await bus.publish(topic, event)
+    await bus.close_topic(topic)
+    events = await drain(sub)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert events[-1].is_final
+    assert events[0].output_data == {"chunk": "c1"}
+    # The wire bytes survive the trip unchanged.
+    assert [e.encoded for e in events] == [e.encoded for e in sent]
+    assert [e.to_dict() for e in events] == [e.to_dict() for e in sent]
+
+
+async def test_replay_after_seq_then_live(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    for seq in range(1, 11):
+        await bus.publish(topic, ev(seq))
+    sub = bus.subscribe(topic, after_seq=4)
+    replayed = await take(sub, 6)
+    assert [e.seq for e in replayed] == [5, 6, 7, 8, 9, 10]
+    await bus.publish(topic, ev(11))
+    await bus.publish(topic, final(12))
+    await bus.close_topic(topic)
+    assert [e.seq for e in await drain(sub)] == [11, 12]
+
+
+async def test_subscribers_at_different_positions(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    live = bus.subscribe(topic, after_seq=0)
+    for seq in range(1, 4):
+        await bus.publish(topic, ev(seq))
+    assert [e.seq for e in await take(live, 3)] == [1, 2, 3]
+    late = bus.subscribe(topic, after_seq=1)
+    await bus.publish(topic, ev(4))
+    await bus.close_topic(topic)
+    assert [e.seq for e in await drain(live)] == [4]
+    assert [e.seq for e in await drain(late)] == [2, 3, 4]
+
+
+async def test_subscribe_to_closed_topic_replays_and_ends(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    for seq in range(1, 4):
+        await bus.publish(topic, ev(seq))
+    await bus.close_topic(topic)
+    assert [e.seq for e in await drain(bus.subscribe(topic, after_seq=0))] == [1, 2, 3]
+    assert [e.seq for e in await drain(bus.subscribe(topic, after_seq=2))] == [3]
+
+
+async def test_close_topic_ends_waiting_subscriptions(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    subs = [bus.subscribe(topic, after_seq=0) for _ in range(3)]
+    await bus.publish(topic, ev(1))
+    for sub in subs:
+        assert [e.seq for e in await take(sub, 1)] == [1]
+    await bus.close_topic(topic)
+    for sub in subs:
+        assert await drain(sub) == []
+
+
+async def test_history(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    with pytest.raises(UnknownTopic):
+        await bus.history(new_topic())
+    for seq in range(1, 8):
+        await bus.publish(topic, ev(seq))
+    h = await bus.history(topic, after_seq=3)
+    assert [e.seq for e in h.events] == [4, 5, 6, 7]
+    assert (h.first_seq, h.last_seq, h.closed) == (1, 7, False)
+    await bus.publish(topic, final(8))
+    await bus.close_topic(topic)
+    h = await bus.history(topic)
+    assert [e.seq for e in h.events] == list(range(1, 9))
+    assert (h.first_seq, h.last_seq, h.closed) == (1, 8, True)
+    assert h.events[-1].type is EventType.AGENT_EXECUTION_COMPLETE
+
+
+async def test_overflow_cuts_off_slow_subscriber_only(make_bus):
+    bus = await make_bus(subscriber_buffer=8)
+    topic = new_topic()
+    slow = bus.subscribe(topic, after_seq=0)
+    fast = bus.subscribe(topic, after_seq=0)
+    await bus.publish(topic, ev(1))
+    assert [e.seq for e in await take(slow, 1)] == [1]
+    got_fast = await take(fast, 1)
+    for seq in range(2, 40):
+        await bus.publish(topic, ev(seq))
+        got_fast += await take(fast, 1)
+    assert [e.seq for e in got_fast] == list(range(1, 40))
+    received = []
+    with pytest.raises(SubscriptionOverflow), anyio.fail_after(5):
+        async for event in slow:
+            received.append(event.seq)
+    # What was buffered is delivered first, in order, then the overflow.
+    assert received == list(range(2, 2 + len(received)))
+    # Redis counts the first read after subscribing as replayed backlog (+1 here).
+    assert 1 <= len(received) <= 8 + 1
+
+
+async def test_broadcast(make_bus):
+    bus = await make_bus()
+    a, b = bus.subscribe(BROADCAST), bus.subscribe(BROADCAST)
+    await bus.publish(
+        BROADCAST, Event(type=EventType.BROADCAST, action="notice", output_data={"message": "hi"})
+    )
+    for sub in (a, b):
+        (event,) = await take(sub, 1)
+        assert event.type is EventType.BROADCAST
+        assert event.output_data == {"message": "hi"}
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_run_records_and_list_filtering(make_bus):
+    bus = await make_bus()
+    now = time.time()
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    for i, run_id in enumerate(ids):
+        await bus.save_run(
+            RunRecord(
+                run_id=run_id,
+                query=f"q{i}",
+                case_id=1 + i % 2,
+                user="u",
+                status="running",
+                started_at=now + i,
+            )
+        )
+    done = RunRecord(
+        run_id=ids[0],
+        query="q0",
+        case_id=1,
+        user="u",
+        status="complete",
+        started_at=now,
+        ended_at=now + 9,
+        event_count=12,
+        final={"type": "agent_execution_complete", "seq": 12},
+    )
+    await bus.save_run(done)
+    got = await bus.get_run(ids[0])
+    assert got is not None
+    assert (got.status, got.event_count, got.ended_at, got.final) == (
+        "complete",
+        12,
+        now + 9,
+        done.final,
+    )
+    assert await bus.get_run("nope") is None
+    everything = await bus.list_runs()
+    mine = [r.run_id for r in everything if r.run_id in ids]
+    assert sorted(mine) == sorted(ids)
+    case1 = [r.run_id for r in await bus.list_runs(case_id=1) if r.run_id in ids]
+    assert set(case1) == {ids[0], ids[2], ids[4]}
+    assert all(r.case_id == 2 for r in await bus.list_runs(case_id=2))
+    assert len(await bus.list_runs(limit=2)) == 2
+
+
+# -- Redis only --------------------------------------------------------------
+
+
+async def test_events_cross_workers_with_end_marker(workers):
+    a, b = await workers(2)
+    topic = new_topic()
+    for seq in range(1, 4):
+        await a.publish(topic, ev(seq))
+    sub = b.subscribe(topic, after_seq=1)
+    assert [e.seq for e in await take(sub, 2)] == [2, 3]
+    await a.publish(topic, final(4))
+    await a.close_topic(topic)
+    assert [e.seq for e in await drain(sub)] == [4]
+    h = await b.history(topic)
+    assert h.closed and h.last_seq == 4
+
+
+async def test_stream_layout_maxlen_and_ttl(workers, redis_url):
+    (bus,) = await workers(1, history_per_run=100, retention_seconds=50)
+    topic = new_topic()
+    for seq in range(1, 501):
+        await bus.publish(topic, ev(seq))
+    h = await bus.history(topic)
+    # MAXLEN ~ trims whole stream nodes: at least 100 kept, far fewer than 500.
+    assert 100 <= len(h.events) < 500
+    assert h.first_seq > 1 and h.last_seq == 500
+    assert [e.seq for e in h.events] == list(range(h.first_seq, 501))
+    await bus.close_topic(topic)
+    r = aioredis.from_url(redis_url)
+    try:
+        key = f"{bus.settings.redis_prefix}:{topic}"
+        assert 0 < await r.ttl(key) <= 50
+        first = (await r.xrange(key, "-", "+", count=1))[0]
+        assert first[0] == f"{h.first_seq}-0".encode() and set(first[1]) == {b"e"}
+    finally:
+        await r.aclose()
+
+
+async def test_finished_history_expires(workers):
+    (bus,) = await workers(1, retention_seconds=1)
+    topic = new_topic()
+    await bus.publish(topic, ev(1))
+    await bus.close_topic(topic)
+    assert (await bus.history(topic)).closed
+    await asyncio.sleep(2.1)
+    with pytest.raises(UnknownTopic):
+        await bus.history(topic)
+
+
+async def test_run_index_is_bounded(workers, redis_url):
+    (bus,) = await workers(1, history_runs=5)
+    now = time.time()
+    for i in range(12):
+        await bus.save_run(
+            RunRecord(
+                run_id=f"r{i}",
+                query="q",
+                case_id=7,
+                user="u",
+                status="complete",
+                started_at=now + i,
+            )
+        )
+    # Newest first, index trimmed to history_runs.
+    assert [r.run_id for r in await bus.list_runs()] == ["r11", "r10", "r9", "r8", "r7"]
+    r = aioredis.from_url(redis_url)
+    try:
+        p = bus.settings.redis_prefix
+        assert await r.zcard(f"{p}:runs") == 5
+        assert await r.zcard(f"{p}:runs:case:7") == 5
+        assert 0 < await r.ttl(f"{p}:record:r0")
+        # A record that expired disappears from the listing (and the index).
+        await r.delete(f"{p}:record:r10")
+    finally:
+        await r.aclose()
+    assert [x.run_id for x in await bus.list_runs(case_id=7)] == ["r11", "r9", "r8", "r7"]
+
+
+async def test_broadcast_reaches_every_worker(workers):
+    a, b, c = await workers(3)
+    subs = [bus.subscribe(BROADCAST) for bus in (a, b, c)]
+    await b.publish(
+        BROADCAST,
+        Event(type=EventType.BROADCAST, action="maintenance", output_data={"message": "m"}),
+    )
+    for sub in subs:
+        (event,) = await take(sub, 1)
+        assert event.action == "maintenance"
+        # Exactly once per worker, also on the publisher's own.
+        with anyio.move_on_after(0.2):
+            extra = await take(sub, 1)
+            pytest.fail(f"duplicate broadcast {extra}")
+
+
+class FakeRegistry:
+    def __init__(self, worker: str, n: int) -> None:
+        self.items = [
+            {"connection_id": f"{worker}-{i}", "metadata": {"worker": worker}} for i in range(n)
+        ]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return list(self.items)
+
+
+async def test_cluster_connections_and_heartbeat_expiry(workers):
+    a, b = await workers(2, heartbeat_seconds=0.2)
+    a.attach_registry(FakeRegistry(a.worker, 2))
+    reg_b = FakeRegistry(b.worker, 3)
+    b.attach_registry(reg_b)
+
+    async def ids_seen_by(bus: RedisBus) -> set[str]:
+        return {c["connection_id"] for c in await bus.cluster_connections()}
+
+    with anyio.fail_after(3):
+        while len(await ids_seen_by(b)) != 5:
+            await anyio.sleep(0.05)
+    assert await ids_seen_by(a) == await ids_seen_by(b)
+    # B's own list is live (not the heartbeat copy).
+    reg_b.items.append({"connection_id": "fresh", "metadata": {}})
+    assert "fresh" in await ids_seen_by(b)
+    # "Crash" A: its loops stop, nothing is cleaned up; the TTL (3 heartbeats) removes it.
+    for task in list(a._tasks):
+        task.cancel()
+    crashed_at = time.monotonic()
+    with anyio.fail_after(3):
+        while any(i.startswith(a.worker) for i in await ids_seen_by(b)):
+            await anyio.sleep(0.05)
+    assert time.monotonic() - crashed_at < 3 * 0.2 + 0.5
+    assert a.worker not in await b.live_workers()
+
+
+async def test_clean_close_leaves_cluster_at_once(workers):
+    a, b = await workers(2, heartbeat_seconds=5)
+    a.attach_registry(FakeRegistry(a.worker, 1))
+    await a.heartbeat()
+    assert len(await b.cluster_connections()) == 1
+    await a.close()
+    assert await b.cluster_connections() == []
+
+
+async def test_control_messages_reach_other_workers_in_order(workers):
+    a, b = await workers(2)
+    seen_a: list[tuple[str, str]] = []
+    seen_b: list[tuple[str, str]] = []
+    a.on_remote_control(lambda op, run_id, reason: seen_a.append((op, run_id)))
+    b.on_remote_control(lambda op, run_id, reason: seen_b.append((op, run_id)))
+    assert b.send_control("attach", "r1")
+    assert b.send_control("detach", "r1")
+    assert not b.send_control("detach", "r1")  # never attached again: nothing to undo
+    assert b.send_control("cancel", "r1", "stop")
+    with anyio.fail_after(3):
+        while len(seen_a) < 3:
+            await anyio.sleep(0.02)
+    assert seen_a == [("attach", "r1"), ("detach", "r1"), ("cancel", "r1")]
+    assert seen_b == []  # a worker ignores its own messages
+
+
+async def test_resume_grace_across_workers(workers):
+    """A run on worker A survives its client leaving while a client on B follows it."""
+    a, b = await workers(2)
+    runner = ScriptedRunner(steps=200, delay=0.01)
+    settings = RunSettings(resume_grace_seconds=0.3)
+    async with anyio.create_task_group() as tg:
+        manager_a = RunManager(a, lambda: runner, settings)
+        manager_b = RunManager(b, lambda: runner, settings)
+        manager_a.bind(tg)
+        manager_b.bind(tg)
+        run = await manager_a.start(query="q", case_id=1)
+        manager_a.attach(run.run_id)  # the original client
+        manager_a.detach(run.run_id)  # ... disconnects: grace period starts
+        manager_b.attach(run.run_id)  # resumes on worker B
+        with anyio.fail_after(3):
+            while run.followers == 0:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.5)  # longer than the grace period
+        assert not run.cancelled.is_set()
+        manager_b.detach(run.run_id)  # the resumed client leaves too
+        with anyio.fail_after(3):
+            await run.done.wait()
+        assert run.status == "cancelled"
+        assert run.cancel_reason == "client disconnected"
+        # Cancel from another worker.
+        run2 = await manager_a.start(query="q", case_id=1)
+        assert manager_b.cancel(run2.run_id, "stop please")
+        with anyio.fail_after(3):
+            await run2.done.wait()
+        assert run2.status == "cancelled"
+
+
+async def test_subscription_of_dead_owner_ends(workers):
+    a, b = await workers(2, heartbeat_seconds=0.2)
+    run_id = uuid.uuid4().hex
+    await a.save_run(
+        RunRecord(
+            run_id=run_id, query="q", case_id=1, user="u", status="running", started_at=time.time()
+        )
+    )
+    await a.publish(run_topic(run_id), ev(1, run_id))
+    sub = b.subscribe(run_topic(run_id), after_seq=0)
+    assert [e.seq for e in await take(sub, 1)] == [1]
+    for task in list(a._tasks):  # A crashes mid-run: no end marker will ever come
+        task.cancel()
+    with pytest.raises(BusUnavailable, match="gone"):
+        await drain(sub, within=15)
+
+
+# -- a failing Redis -----------------------------------------------------------
+
+
+async def test_unreachable_redis_gives_errors_not_crashes(redis_prefix):
+    settings = BusSettings(
+        backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_prefix=redis_prefix
+    )
+    bus = RedisBus(settings, worker="lonely")
+    with anyio.fail_after(10):
+        await bus.start()  # does not raise
+    try:
+        with anyio.fail_after(10):
+            with pytest.raises(BusUnavailable):
+                await bus.publish(new_topic(), ev(1))
+            with pytest.raises(BusUnavailable):
+                await bus.get_run("x")
+            with pytest.raises(BusUnavailable):
+                await bus.history(new_topic())
+            with pytest.raises(BusUnavailable):
+                await drain(bus.subscribe(new_topic(), after_seq=0))
+            assert await bus.cluster_connections(FakeRegistry("lonely", 1)) != []
+    finally:
+        await bus.close()
+
+
+async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
+    server = RedisServer().start()
+    try:
+        settings = BusSettings(backend="redis", redis_url=server.url, redis_prefix=redis_prefix)
+        bus = RedisBus(settings, worker="w")
+        await bus.start()
+        try:
+            topic = new_topic()
+            sub = bus.subscribe(topic, after_seq=0)
+            await bus.publish(topic, ev(1))
+            assert [e.seq for e in await take(sub, 1)] == [1]
+            broadcast = bus.subscribe(BROADCAST)
+            port = server.port
+            await anyio.to_thread.run_sync(server.stop)
+            with pytest.raises(BusUnavailable):
+                await drain(sub, within=10)
+            server = RedisServer(port).start()
+            # Reconnects with backoff: publishing and following work again.
+            with anyio.fail_after(15):
+                while True:
+                    try:
+                        await bus.publish(topic, ev(2))
+                        break
+                    except BusUnavailable:
+                        await anyio.sleep(0.1)
+            with anyio.fail_after(15):
+                while True:
+                    sub2 = bus.subscribe(topic, after_seq=1)
+                    try:
+                        assert [e.seq for e in await take(sub2, 1)] == [2]
+                        break
+                    except BusUnavailable:
+                        await anyio.sleep(0.2)
+            # The broadcast subscription survived the outage.
+            with anyio.fail_after(15):
+                while True:
+                    await bus.publish(
+                        BROADCAST, Event(type=EventType.BROADCAST, output_data={"message": "back"})
+                    )
+                    with anyio.move_on_after(0.3):
+                        (event,) = await take(broadcast, 1)
+                        assert event.output_data == {"message": "back"}
+                        break
+        finally:
+            await bus.close()
+    finally:
+        server.stop()
