@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/agent.py overhead [-n 200]   # capture vs no capture, time to first event
     .venv/bin/python bench/agent.py eval                # offline answers vs data/eval/questions.jsonl
+    .venv/bin/python bench/agent.py ws [-q 50]        # over the WebSocket: query_received, first event, answer
     .venv/bin/python bench/agent.py all
 
 ``overhead`` kicks the same crew (offline LLM, sample corpus, a fresh crew per
@@ -194,14 +195,121 @@ def print_eval(r: dict[str, Any]) -> None:
     )
 
 
+def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dict[str, Any]:
+    """Latencies seen by a WebSocket client of a real server (a separate process).
+
+    Time from sending the query to ``query_received``, to the first run event
+    after the lifecycle frames, and to ``agent_execution_complete``; p50/p99
+    over ``queries`` queries, run 1 and 10 at a time.
+    """
+    import asyncio
+    import os
+    import socket
+    import subprocess
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "LEGALSTREAM_RAG__DATA_DIR": tempfile.mkdtemp(prefix="legalstream-bench-ws-"),
+        "LEGALSTREAM_LOG_LEVEL": "warning",
+        "LEGALSTREAM_AUDIT__ENABLED": "false",
+    }
+    cmd = [sys.executable, "-m", "legalstream.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"ws://127.0.0.1:{port}/ws/query"
+
+    async def wait_ready() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                async with connect(url) as ws:
+                    await ws.recv()
+                    return
+            except OSError:
+                await asyncio.sleep(0.3)
+        raise RuntimeError("server did not start")
+
+    async def one(question: str, case_id: int) -> dict[str, float]:
+        async with connect(url, max_size=None) as ws:
+            await ws.recv()
+            t0 = time.perf_counter()
+            await ws.send(orjson.dumps({"query": question, "case_id": case_id}).decode())
+            marks: dict[str, float] = {}
+            while True:
+                frame = orjson.loads(await ws.recv())
+                now = (time.perf_counter() - t0) * 1000
+                kind = frame["type"]
+                if kind == "query_received":
+                    marks["query_received_ms"] = now
+                elif kind not in ("agent_execution_start",) and "first_event_ms" not in marks:
+                    marks["first_event_ms"] = now
+                if kind in ("agent_execution_complete", "agent_execution_error"):
+                    if kind != "agent_execution_complete":
+                        raise RuntimeError(frame.get("error"))
+                    marks["answer_ms"] = now
+                    return marks
+
+    async def drive() -> dict[str, Any]:
+        await wait_ready()
+        for question, case_id in QUESTIONS:  # warm-up
+            await one(question, case_id)
+        out: dict[str, Any] = {}
+        for c in concurrency:
+            sem = asyncio.Semaphore(c)
+
+            async def limited(i: int, sem: asyncio.Semaphore = sem) -> dict[str, float]:
+                async with sem:
+                    question, case_id = QUESTIONS[i % len(QUESTIONS)]
+                    return await one(question, case_id)
+
+            rows = await asyncio.gather(*(limited(i) for i in range(queries)))
+            out[f"concurrency_{c}"] = {
+                key: {
+                    "p50": pct([r[key] for r in rows], 50),
+                    "p99": pct([r[key] for r in rows], 99),
+                }
+                for key in ("query_received_ms", "first_event_ms", "answer_ms")
+            }
+        return out
+
+    try:
+        return asyncio.run(drive())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def print_ws(r: dict[str, Any]) -> None:
+    print("\nover the WebSocket (real server, offline LLM, sample corpus)")
+    print(
+        f"{'':16} {'query_received p50/p99':>24} {'first event p50/p99':>22} {'answer p50/p99':>20}"
+    )
+    for name, row in r.items():
+        cells = [
+            f"{row[k]['p50']:.1f} / {row[k]['p99']:.1f} ms"
+            for k in ("query_received_ms", "first_event_ms", "answer_ms")
+        ]
+        print(f"{name:16} {cells[0]:>24} {cells[1]:>22} {cells[2]:>20}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["overhead", "eval", "all"], nargs="?", default="all")
+    parser.add_argument("what", choices=["overhead", "eval", "ws", "all"], nargs="?", default="all")
+    parser.add_argument("-q", "--queries", type=int, default=50, help="queries for ws")
     parser.add_argument("-n", type=int, default=200, help="runs per side for overhead")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
 
+    if args.what == "ws":
+        result = measure_ws(args.queries)
+        print(json.dumps(result, indent=2)) if args.json else print_ws(result)
+        return 0
     t0 = time.perf_counter()
     _settings, engine, runner = setup()
     print(
@@ -213,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         results["overhead"] = measure_overhead(runner, args.n, args.warmup)
     if args.what in ("eval", "all"):
         results["eval"] = measure_eval(runner, engine)
+    if args.what == "all":
+        results["ws"] = measure_ws(args.queries)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -220,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             print_overhead(results["overhead"])
         if "eval" in results:
             print_eval(results["eval"])
+        if "ws" in results:
+            print_ws(results["ws"])
     return 0
 
 
