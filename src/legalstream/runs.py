@@ -317,17 +317,19 @@ class RunManager:
         try:
             async with receive:
                 async for batch in receive:
-                    for event, _ in batch:
+                    events = [event for event, _ in batch]
+                    for event in events:
                         run.seq += 1
                         event.seq = run.seq
                         if run.first_event_at is None and run.seq > 2:
                             run.first_event_at = time.time()
                         if self._on_event is not None:
                             self._on_event(event)
-                        try:
-                            await self._bus.publish(topic, event)
-                        except Exception:
-                            log.exception("bus publish failed for run %s", run.run_id)
+                    try:
+                        # One call per batch: one Redis round trip, not one per event.
+                        await self._bus.publish_many(topic, events)
+                    except Exception:
+                        log.exception("bus publish failed for run %s", run.run_id)
                     # Slots come back only once published: a slow bus slows the
                     # worker thread, never the loop, and nothing piles up.
                     bridge.release(sum(1 for _, from_thread in batch if from_thread))

@@ -98,6 +98,10 @@ class Bus(Protocol):
         """Deliver ``event`` to the topic's subscribers (and its history)."""
         ...
 
+    async def publish_many(self, topic: str, events: list[Event]) -> None:
+        """Publish a run's batch in order (one round trip on Redis)."""
+        ...
+
     async def close_topic(self, topic: str) -> None:
         """No more events: subscriptions end after draining."""
         ...

@@ -127,6 +127,10 @@ class MemoryBus:
     async def publish(self, topic: str, event: Event) -> None:
         self.publish_nowait(topic, event)
 
+    async def publish_many(self, topic: str, events: list[Event]) -> None:
+        for event in events:
+            self.publish_nowait(topic, event)
+
     def publish_nowait(self, topic: str, event: Event) -> None:
         self.published += 1
         if topic == BROADCAST:

@@ -320,27 +320,35 @@ class RedisBus:
     # -- publishing ---------------------------------------------------------
 
     async def publish(self, topic: str, event: Event) -> None:
-        self.published += 1
         if topic == BROADCAST:
+            self.published += 1
             with self._guard("publish"):
                 await self.redis.publish(self._broadcast_channel, event.encoded)
             return
+        await self.publish_many(topic, [event])
+
+    async def publish_many(self, topic: str, events: list[Event]) -> None:
+        """Append a run's events in one pipelined round trip, in order."""
+        if not events:
+            return
+        self.published += len(events)
         key = self._stream_key(topic)
         first = topic not in self._open
-        if event.seq is not None:
-            entry_id = f"{event.seq}-0"
-            self._open[topic] = event.seq
-        else:
-            entry_id = f"{self._open.get(topic, 0)}-*"
-            self._open.setdefault(topic, 0)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(
-            key,
-            {"e": event.encoded},
-            id=entry_id,
-            maxlen=self.settings.history_per_run,
-            approximate=True,
-        )
+        for event in events:
+            if event.seq is not None:
+                entry_id = f"{event.seq}-0"
+                self._open[topic] = event.seq
+            else:
+                entry_id = f"{self._open.get(topic, 0)}-*"
+                self._open.setdefault(topic, 0)
+            pipe.xadd(
+                key,
+                {"e": event.encoded},
+                id=entry_id,
+                maxlen=self.settings.history_per_run,
+                approximate=True,
+            )
         if first:
             # Also bounds the life of a run whose worker died before closing it.
             pipe.expire(key, self.settings.retention_seconds)

@@ -92,7 +92,6 @@ class Session:
         self._writer_running = False
         self._wakeup = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._pumps: dict[str, anyio.CancelScope] = {}
         self._subscription: frozenset[str] | None = None
         self.closing = False
 
