@@ -206,6 +206,9 @@ def error_event(
 def decode_event(data: bytes | str | dict[str, Any]) -> Event:
     """Rebuild an :class:`Event` from its encoded form (Redis, replay, clients)."""
     obj = orjson.loads(data) if isinstance(data, bytes | str) else dict(data)
+    # Bytes that came from Event.encoded (the Redis bus) are reused as they are:
+    # a worker relaying an event does not encode it again.
+    reuse = data if isinstance(data, bytes) and "connection_id" not in obj else None
     obj.pop("connection_id", None)
     return Event(
         type=EventType(obj["type"]),
@@ -221,4 +224,5 @@ def decode_event(data: bytes | str | dict[str, Any]) -> Event:
         run_id=obj.get("run_id"),
         seq=obj.get("seq"),
         code=obj.get("code"),
+        _encoded=reuse,
     )
