@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import websockets
-from support import ScriptedRunner, collect_run, live_server, recv_json
 
 from legalstream.app import create_app
 from legalstream.settings import Settings
+from support import ScriptedRunner, collect_run, live_server, recv_json
 
 RUNS = 100
 PARALLEL = 10
@@ -27,7 +27,13 @@ PARALLEL = 10
 
 def _shape(frame: dict[str, Any]) -> tuple[Any, ...]:
     """What must match between runs: everything but times and ids."""
-    return (frame["seq"], frame["type"], frame["tool_name"], frame["input_data"], frame["output_data"])
+    return (
+        frame["seq"],
+        frame["type"],
+        frame["tool_name"],
+        frame["input_data"],
+        frame["output_data"],
+    )
 
 
 def _settings(base: Settings, **bus: Any) -> Settings:
@@ -125,7 +131,9 @@ async def test_resume_beyond_history_says_what_was_lost(tmp_settings):
         total = frames[-1]["seq"]
         async with websockets.connect(server.ws) as ws:
             await recv_json(ws)
-            await ws.send(json.dumps({"type": "resume", "run_id": frames[0]["run_id"], "after_seq": 2}))
+            await ws.send(
+                json.dumps({"type": "resume", "run_id": frames[0]["run_id"], "after_seq": 2})
+            )
             failed = await recv_json(ws)
             assert failed["type"] == "resume_failed"
             meta = failed["metadata"]
