@@ -270,8 +270,8 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
             rows = await asyncio.gather(*(limited(i) for i in range(queries)))
             out[f"concurrency_{c}"] = {
                 key: {
-                    "p50": pct([r[key] for r in rows], 50),
-                    "p99": pct([r[key] for r in rows], 99),
+                    "p50": pct([r[key] for r in rows], 0.5),
+                    "p99": pct([r[key] for r in rows], 0.99),
                 }
                 for key in ("query_received_ms", "first_event_ms", "answer_ms")
             }

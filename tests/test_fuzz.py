@@ -149,35 +149,35 @@ def check_frame(frame: dict) -> str:
 
 def exchange(ws, payload: str | bytes) -> list[str]:
     """Send one input; every frame it causes (and, for a query, every frame of
-    its run up to the final one) must be documented. Inputs that are accepted
-    silently (a valid ``subscribe``) are confirmed with a sentinel command."""
+    its run up to the final one) must be documented.
+
+    A sentinel command goes right behind the input: the server answers a
+    connection's messages in order, so everything before the sentinel's answer
+    belongs to the input (an input accepted silently, like a valid
+    ``subscribe``, has nothing there). No timing assumptions: a loaded machine
+    only makes this slower, never wrong.
+    """
     ws.send(payload)
+    ws.send(json.dumps({"type": "cancel", "run_id": SENTINEL}))
     outcomes: list[str] = []
     open_runs: set[str] = set()
-    try:
-        first = json.loads(ws.recv(timeout=0.25))
-    except TimeoutError:
-        first = None
-    frame = first
-    while frame is not None:
+    sentinel_seen = False
+    while not sentinel_seen or open_runs:
+        frame = json.loads(ws.recv(timeout=20))
         label = check_frame(frame)
-        if frame["type"] != "broadcast":
-            outcomes.append(label)
+        if frame.get("run_id") == SENTINEL:
+            assert frame["code"] == "unknown_run"
+            sentinel_seen = True
+            continue
+        if frame["type"] == "broadcast":
+            continue
         if frame.get("run_id") and frame.get("seq") is not None:
             if frame["type"] in FINAL:
                 open_runs.discard(frame["run_id"])
             else:
                 open_runs.add(frame["run_id"])
-        frame = json.loads(ws.recv(timeout=20)) if open_runs else None
-    # Nothing else may be pending: the sentinel's answer comes next.
-    ws.send(json.dumps({"type": "cancel", "run_id": SENTINEL}))
-    while True:
-        frame = json.loads(ws.recv(timeout=20))
-        check_frame(frame)
-        if frame.get("run_id") == SENTINEL:
-            assert frame["code"] == "unknown_run"
-            break
-        assert frame["type"] == "broadcast", frame
+        if not sentinel_seen or frame.get("run_id") in open_runs or frame["type"] in FINAL:
+            outcomes.append(label)
     return outcomes or ["no frame (accepted, e.g. subscribe)"]
 
 

@@ -62,6 +62,9 @@ class Run:
     followers: int = 0
     grace_handle: asyncio.TimerHandle | None = None
     first_event_at: float | None = None
+    #: The run's first frame (query_received, seq 1), numbered at start so that
+    #: the session can send it before it answers the connection's next message.
+    ack: Event | None = None
     #: The asking client's address, for the audit log.
     client_ip: str | None = None
 
@@ -219,7 +222,9 @@ class RunManager:
         bridge = ThreadBridge(loop, send)
         await self._bus.save_run(self._record(run))
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
-        bridge.emit_from_loop(self._event(run, EventType.QUERY_RECEIVED, input_data=meta))
+        run.ack = self._event(run, EventType.QUERY_RECEIVED, input_data=meta)
+        run.seq = run.ack.seq = 1
+        bridge.emit_from_loop(run.ack)
         start = self._event(
             run,
             EventType.AGENT_EXECUTION_START,
@@ -319,8 +324,9 @@ class RunManager:
                 async for batch in receive:
                     events = [event for event, _ in batch]
                     for event in events:
-                        run.seq += 1
-                        event.seq = run.seq
+                        if event.seq is None:
+                            run.seq += 1
+                            event.seq = run.seq
                         if run.first_event_at is None and run.seq > 2:
                             run.first_event_at = time.time()
                         if self._on_event is not None:

@@ -270,7 +270,14 @@ class Session:
         except ServerBusy as exc:
             raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc)) from None
         events = cmd.events if cmd.events is not None else self._subscription
-        self._follow(run.run_id, 0, EventFilter(cmd.stream_thinking, events))
+        allowed = EventFilter(cmd.stream_thinking, events)
+        # The acknowledgement goes out now, in order with this connection's other
+        # replies (an error for its next message cannot overtake it); the pump
+        # then streams the rest of the run from seq 2.
+        assert run.ack is not None
+        if allowed(run.ack):
+            self.send_event(run.ack)
+        self._follow(run.run_id, 1, allowed)
 
     async def _resume(self, cmd: ResumeCommand) -> None:
         record = await self.svc.bus.get_run(cmd.run_id)
@@ -357,6 +364,9 @@ class Session:
         sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
         try:
             async for event in sub:
+                # Live events can include what the caller already has (the ack).
+                if event.seq is not None and event.seq <= after_seq:
+                    continue
                 if allowed(event):
                     self.send_event(event)
                 if event.is_final:
