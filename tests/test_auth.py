@@ -223,21 +223,8 @@ async def test_tickets_are_single_use_and_expire():
         await a.redeem_ticket(expired)
 
 
-def _redis_url() -> str | None:
-    try:
-        import redis
-
-        url = os.environ.get("LEGALSTREAM_TEST_REDIS", "redis://127.0.0.1:6379/0")
-        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
-        return url
-    except Exception:
-        return None
-
-
-async def test_redis_tickets_work_across_workers():
-    url = _redis_url()
-    if url is None:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def test_redis_tickets_work_across_workers(redis_url):
+    url = redis_url
     prefix = f"lstest-{uuid.uuid4().hex[:8]}"
     worker_a, worker_b = RedisTicketStore(url, prefix), RedisTicketStore(url, prefix)
     try:

@@ -16,7 +16,7 @@ from legalstream.server.auth import AuthError, Principal
 from legalstream.server.limits import Limits
 from legalstream.settings import LimitSettings, Settings
 from support import ScriptedRunner, collect_run, live_server, recv_json
-from test_auth import SECRET, _redis_url, bearer, handshake_status, jwt_settings, make_token
+from test_auth import SECRET, bearer, handshake_status, jwt_settings, make_token
 
 QUERY = {"query": "What was the defendant's response?", "case_id": 1}
 
@@ -137,10 +137,8 @@ async def test_tickets_per_minute(tmp_path):
             assert r.status_code == 429 and "Retry-After" in r.headers
 
 
-async def test_redis_limits_are_shared_by_workers():
-    url = _redis_url()
-    if url is None:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def test_redis_limits_are_shared_by_workers(redis_url):
+    url = redis_url
     s = Settings(
         auth={"mode": "jwt", "secret": SECRET},
         bus={

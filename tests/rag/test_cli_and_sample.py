@@ -31,10 +31,7 @@ def test_cli_commands(tmp_path: Path, two_cases: tuple[Path, Path]) -> None:
 
 def test_sample_corpus_is_idempotent(tmp_path: Path) -> None:
     sample = REPO_ROOT / "data" / "sample"
-    if not (sample / "cases.toml").exists():
-        import pytest
-
-        pytest.skip("sample corpus not present")
+    assert (sample / "cases.toml").exists(), "the sample corpus ships with the repo"
     with RetrievalEngine.from_settings(RagSettings(data_dir=tmp_path)) as eng:
         first = ensure_sample_corpus(eng, sample)
         assert first is not None and first.ok and first.documents > 0
