@@ -11,6 +11,7 @@ chunk that run actually retrieved.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -145,26 +146,22 @@ class RAGLegalRetrievalTool(BaseTool):
         query = " ".join(str(query).split())[:1000]
         ctx.tool_calls += 1
         request = {"query": query, "case_id": ctx.case_id, "k": ctx.top_k, "mode": ctx.mode}
-        ctx.emit(
-            EventType.RAG_QUERY_START,
+        rag_event = functools.partial(
+            ctx.emit,
             agent_name=AGENT_NAME,
             task=TASK_NAME,
             tool_name=TOOL_NAME,
             action="rag_query",
             input_data=request,
         )
+        rag_event(EventType.RAG_QUERY_START)
         started = time.perf_counter()
         try:
             citations = self._engine.search(query, ctx.case_id, k=ctx.top_k, mode=ctx.mode)
         except Exception as exc:
             ctx.retrieval_error = f"{type(exc).__name__}: {exc}"
-            ctx.emit(
+            rag_event(
                 EventType.RAG_QUERY_END,
-                agent_name=AGENT_NAME,
-                task=TASK_NAME,
-                tool_name=TOOL_NAME,
-                action="rag_query",
-                input_data=request,
                 error=ctx.retrieval_error,
                 metadata={"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
@@ -175,13 +172,8 @@ class RAGLegalRetrievalTool(BaseTool):
         hits = ctx.register(same_case)
         if ctx.cancelled.is_set():
             return "The run was cancelled."
-        ctx.emit(
+        rag_event(
             EventType.RAG_QUERY_END,
-            agent_name=AGENT_NAME,
-            task=TASK_NAME,
-            tool_name=TOOL_NAME,
-            action="rag_query",
-            input_data=request,
             output_data={"count": len(hits), "hits": [hit_dict(h) for h in hits]},
             metadata={
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
