@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -175,11 +176,11 @@ def _configure_process(settings: Settings) -> None:
     os.environ.setdefault("CREWAI_STORAGE_DIR", str(storage))
 
 
-def _make_bus(settings: Settings) -> Bus:
+def _make_bus(settings: Settings, worker: str) -> Bus:
     if settings.bus.backend == "redis":
         from legalstream.bus.redis import RedisBus
 
-        return RedisBus(settings.bus, worker=_worker_id())
+        return RedisBus(settings.bus, worker=worker)
     return MemoryBus(
         history_per_run=settings.bus.history_per_run,
         history_runs=settings.bus.history_runs,
@@ -188,15 +189,18 @@ def _make_bus(settings: Settings) -> Bus:
 
 
 def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    # Unique per app instance, not just per process: two apps in one process
+    # (tests, an app mounted twice) are two workers to the Redis bus.
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 async def _start_services(
     settings: Settings, factory: RunnerFactory, metrics: Metrics | None = None
 ) -> Services:
-    bus = _make_bus(settings)
+    worker = _worker_id()
+    bus = _make_bus(settings, worker)
     await bus.start()
-    registry = ConnectionRegistry(_worker_id())
+    registry = ConnectionRegistry(worker)
     holder: dict[str, Services] = {}
     runs = RunManager(
         bus,

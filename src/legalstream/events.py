@@ -110,23 +110,6 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal_error"
 
 
-# Key order of every frame: the seed's structure first, then our additions.
-_FIELDS = (
-    "type",
-    "timestamp",
-    "agent_name",
-    "task",
-    "action",
-    "tool_name",
-    "input_data",
-    "output_data",
-    "error",
-    "metadata",
-    "run_id",
-    "seq",
-)
-
-
 @dataclass(slots=True)
 class Event:
     """One protocol event.
@@ -152,8 +135,22 @@ class Event:
     _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
-        data["type"] = str(self.type)
+        # Key order of every frame: the seed's structure first, then our additions.
+        # Spelled out rather than looped: this runs once per event on the hot path.
+        data: dict[str, Any] = {
+            "type": str(self.type),
+            "timestamp": self.timestamp,
+            "agent_name": self.agent_name,
+            "task": self.task,
+            "action": self.action,
+            "tool_name": self.tool_name,
+            "input_data": self.input_data,
+            "output_data": self.output_data,
+            "error": self.error,
+            "metadata": self.metadata,
+            "run_id": self.run_id,
+            "seq": self.seq,
+        }
         if self.code is not None:
             data["code"] = self.code
         return data

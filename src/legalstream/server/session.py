@@ -288,7 +288,11 @@ class Session:
             history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             history = None
-        if history is None or history.first_seq > cmd.after_seq + 1:
+        if history is None and record.status == "running":
+            # Nothing of the run is on the bus yet (its first batch is still in
+            # flight): nothing was lost, the subscription will replay it.
+            after = cmd.after_seq
+        elif history is None or history.first_seq > cmd.after_seq + 1:
             # Events after after_seq are gone: say so, and hand over the run's state.
             self.send_event(
                 Event(
