@@ -288,15 +288,14 @@ async def test_slow_consumer_is_dropped_while_others_stream(tmp_path):
                 return await collect_run(ws, timeout=30)
 
         depths: list[int] = []
-        dropped_at: list[float] = []
 
         async def sample() -> None:
             while True:
-                st = await status(srv)
-                for c in st["connections"]:
-                    depths.append(c["metadata"]["queue_depth"])
-                if len(st["connections"]) < 3 and not dropped_at:
-                    dropped_at.append(time.monotonic())
+                try:
+                    st = await status(srv)
+                except httpx.HTTPError:
+                    continue  # a busy loop may time a poll out; the next one counts
+                depths.extend(c["metadata"]["queue_depth"] for c in st["connections"])
                 await asyncio.sleep(0.05)
 
         t0 = time.monotonic()
@@ -307,13 +306,21 @@ async def test_slow_consumer_is_dropped_while_others_stream(tmp_path):
                 assert frames[-1]["type"] == "agent_execution_complete"
                 assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
                 assert len(frames) > 5000
-            # The stalled client was closed as a slow consumer and is gone.
+            # The stalled client was closed as a slow consumer and is gone. When
+            # that happened relative to the fast runs depends on how much the
+            # kernel buffers, so the proof is the server's count, not a timing.
             await wait_for_connections(srv, 0, within=10)
         finally:
             sampler.cancel()
-        assert dropped_at, "the stalled client was never dropped"
-        assert depths and max(depths) <= cap
         svc = app.state.services
+        slow = svc.metrics.registry.get_sample_value(
+            "legalstream_slow_consumer_disconnects_total", {"reason": "send_buffer_full"}
+        )
+        assert slow == 1
+        # A peer that never reads cannot take the close frame either (it sits
+        # behind megabytes of unread frames), so it reads those, then EOF.
+        assert await asyncio.to_thread(stalled.close_code) in (1013, None)
+        assert depths and max(depths) <= cap
         assert svc.runs.active == 0  # its runs were cancelled, not left running
         # Memory stayed bounded: nothing close to the 7 MB the stalled client asked for
         # per buffered copy (client and server share this process).
