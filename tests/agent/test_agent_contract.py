@@ -83,3 +83,49 @@ def test_no_network_during_a_run(runner, monkeypatch):
     )
     assert out.answer
     assert attempts == []
+
+
+def test_runs_keep_no_crewai_replay_store(runner):
+    """Crews never open CrewAI's kickoff-outputs SQLite store (agent/lean.py)."""
+    from pathlib import Path
+
+    from crewai_core.paths import db_storage_path
+
+    store = Path(db_storage_path()) / "latest_kickoff_task_outputs.db"
+    existed = store.exists()
+    mtime = store.stat().st_mtime_ns if existed else None
+    out = runner.run(
+        request("What is the Contract Price under the Equipment Supply Agreement?", 2),
+        Recorder(),
+        threading.Event(),
+    )
+    assert out.answer
+    assert store.exists() == existed
+    assert (store.stat().st_mtime_ns if existed else None) == mtime
+
+
+def test_executor_state_class_is_built_once(runner):
+    """CrewAI would build a pydantic class per agent executor; ours is built once."""
+    import gc
+
+    from crewai.agents.agent_executor import AgentExecutor, AgentExecutorState
+    from crewai.flow.runtime import FlowState
+
+    state_class = AgentExecutor._initial_state_t
+    assert issubclass(state_class, FlowState) and issubclass(state_class, AgentExecutorState)
+
+    def per_run_classes() -> int:
+        return sum(c.__name__ == "StateWithId" for c in FlowState.__subclasses__())
+
+    gc.disable()  # a collected per-run class would hide from the count
+    try:
+        before = per_run_classes()
+        for _ in range(2):
+            runner.run(
+                request("What is the monthly storage charge per pallet?", 1),
+                Recorder(),
+                threading.Event(),
+            )
+        assert per_run_classes() == before
+    finally:
+        gc.enable()

@@ -92,7 +92,7 @@ class CrewRunner:
         import crewai
         from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
-        from legalstream.agent import listener, llm, tools
+        from legalstream.agent import lean, listener, llm, tools
 
         if crewai.__version__ != CREWAI_VERSION:  # pragma: no cover - pinned in pyproject
             log.warning(
@@ -100,6 +100,8 @@ class CrewRunner:
                 CREWAI_VERSION,
                 crewai.__version__,
             )
+        lean.reuse_executor_state_class()
+        self._crew_class = lean.LeanCrew
         self._add_sink = add_stream_sink
         self._reset_sinks = reset_stream_sinks
         self._listener = listener
@@ -163,7 +165,7 @@ class CrewRunner:
 
     # --- pieces --------------------------------------------------------------------------
     def _build_crew(self, ctx: Any) -> Any:
-        from crewai import Agent, Crew, Process, Task
+        from crewai import Agent, Process, Task
 
         llm = self._llm.make_llm(self.settings, ctx.cancelled)
         tool = self._tools.RAGLegalRetrievalTool(self.engine, ctx)
@@ -185,7 +187,9 @@ class CrewRunner:
             expected_output=EXPECTED_OUTPUT,
             agent=agent,
         )
-        return Crew(agents=[agent], tasks=[task], process=Process.sequential, verbose=False)
+        return self._crew_class(
+            agents=[agent], tasks=[task], process=Process.sequential, verbose=False
+        )
 
     def _kickoff(self, crew: Any, ctx: Any, translator: Any) -> Any:
         from crewai.hooks import HookAborted
