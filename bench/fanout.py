@@ -38,6 +38,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 AGENT = "Legal Question Answering Agent"
+#: --ws-impls name for legalstream on uvicorn's own websockets-sansio class,
+#: without the batched sends of legalstream.server.ws_protocol.
+UNBATCHED = "sansio-unbatched"
 
 
 # --------------------------------------------------------------------------- servers
@@ -57,7 +60,7 @@ def _template_frames(count: int) -> list[str]:
             seq=seq,
             timestamp=0.0,
         )
-        return event.frame_for("f" * 32)
+        return event.frame_for("f" * 32).decode()
 
     chunks = [frame(EventType.LLM_STREAM_CHUNK, seq) for seq in range(1, count + 3)]
     return [*chunks, frame(EventType.AGENT_EXECUTION_COMPLETE, count + 3)]
@@ -147,22 +150,37 @@ def serve_main(args: argparse.Namespace) -> None:
         return
     import uvicorn
 
-    factory = {"legalstream": "fanout:legalstream_app", "starlette": "fanout:starlette_app"}[
-        args.kind
-    ]
-    uvicorn.run(
-        factory,
-        factory=True,
-        host="127.0.0.1",
-        port=args.port,
-        ws=args.ws_impl,
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
-        ws_ping_interval=None,
-        log_level="warning",
-        workers=args.workers if args.workers > 1 else None,
-        backlog=8192,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": "127.0.0.1",
+        "port": args.port,
+        "ws": args.ws_impl,
+        "ws_max_size": 64 * 1024,
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": None,
+        "log_level": "warning",
+        "backlog": 8192,
+    }
+    if args.kind == "starlette":
+        uvicorn.run(
+            "fanout:starlette_app", workers=args.workers if args.workers > 1 else None, **options
+        )
+        return
+    # legalstream runs exactly as `legalstream serve` runs it (server/runner.py):
+    # its uvicorn config and WebSocket protocol, graceful shutdown, GC settings.
+    from legalstream.server.runner import WS_PROTOCOLS, run_server, uvicorn_config
+    from legalstream.settings import Settings
+
+    settings = Settings(rag={"ingest_sample_on_start": False})
+    if args.ws_impl == UNBATCHED:
+        options["ws"] = "websockets-sansio"  # uvicorn's own class: one write per frame
+    else:
+        options["ws"] = WS_PROTOCOLS.get(args.ws_impl, args.ws_impl)
+    options["ws_ping_timeout"] = None
+    if args.workers > 1:
+        options["workers"] = args.workers
+    config = uvicorn_config(settings, "fanout:legalstream_app", **options)
+    run_server(config, settings, args.workers)
 
 
 # --------------------------------------------------------------------------- driver
@@ -181,7 +199,8 @@ class Server:
         self.port = _free_port()
         env = {
             **os.environ,
-            "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT / 'src'}",
+            "PYTHONPATH": os.environ.get("BENCH_EXTRA_PATH", "")
+            + f"{HERE}{os.pathsep}{ROOT / 'src'}",
             "BENCH_EVENTS": str(events),
             "LEGALSTREAM_BUS__BACKEND": bus,
             "LEGALSTREAM_SERVER__SEND_QUEUE_SIZE": "100000",
@@ -399,7 +418,7 @@ async def driver(args: argparse.Namespace) -> None:
     baseline = await measure("starlette", args, args.ws_impl)
     results.append(baseline)
     if args.ws_impls:
-        for impl in ("websockets-sansio", "websockets", "wsproto"):
+        for impl in ("websockets-sansio", UNBATCHED, "websockets", "wsproto"):
             results.append(await measure("legalstream", args, impl))
     else:
         results.append(await measure("legalstream", args, args.ws_impl))

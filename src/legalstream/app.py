@@ -207,7 +207,7 @@ async def _start_services(
         lambda: factory(holder["svc"]),
         settings.runs,
         on_finish=metrics.run_finished if metrics else None,
-        on_event=metrics.event_published if metrics else None,
+        on_events=metrics.events_published if metrics else None,
     )
     svc = Services(
         settings=settings,

@@ -162,8 +162,8 @@ class Event:
             self._encoded = orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS)
         return self._encoded
 
-    def frame_for(self, connection_id: str | None) -> str:
-        """The text frame for one connection: shared bytes plus its id."""
+    def frame_for(self, connection_id: str | None) -> bytes:
+        """The text frame (UTF-8 JSON) for one connection: shared bytes plus its id."""
         return splice_connection_id(self.encoded, connection_id)
 
     @property
@@ -171,15 +171,25 @@ class Event:
         return self.type in FINAL_TYPES
 
 
-def splice_connection_id(encoded: bytes, connection_id: str | None) -> str:
+def splice_connection_id(encoded: bytes, connection_id: str | None) -> bytes:
     """Prefix ``"connection_id"`` to an encoded JSON object.
 
     ``encoded`` always starts with ``{"type":`` so the object is never empty.
     """
     if connection_id is None:
-        return encoded.decode()
+        return encoded
+    return _connection_prefix(connection_id) + encoded[1:]
+
+
+def frames_for(events: list[Event], connection_id: str) -> list[bytes]:
+    """:meth:`Event.frame_for` of a batch: one connection's frames, prefix built once."""
+    prefix = _connection_prefix(connection_id)
+    return [prefix + event.encoded[1:] for event in events]
+
+
+def _connection_prefix(connection_id: str) -> bytes:
     # connection ids are server-made hex uuids: no escaping needed.
-    return '{"connection_id":"' + connection_id + '",' + encoded[1:].decode()
+    return b'{"connection_id":"' + connection_id.encode() + b'",'
 
 
 def error_event(

@@ -4,9 +4,10 @@ Every app gets its own :class:`~prometheus_client.CollectorRegistry` (never the
 process-global one), so several apps in one process — tests, an app mounted
 twice — do not clash.
 
-The hot path stays cheap: counters are bound to their label values once (a
-dict of pre-bound children per event type), so counting an event is a dict
-lookup plus ``inc()``. Gauges that describe current state (open connections,
+The hot path stays cheap: the per-event counters (published and delivered,
+by type) are plain integers on the event loop thread, read by a collector at
+scrape time, because ``Counter.inc()`` takes a lock per call and these run
+once per frame. The other counters are bound to their label values once. Gauges that describe current state (open connections,
 send-queue depth, active runs) are computed at scrape time from the live
 registry instead of being maintained on every frame.
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -47,6 +50,33 @@ RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 
 _OUTCOMES = ("complete", "error", "cancelled")
 _SLOW_REASONS = ("send_buffer_full", "fell_behind_run")
+
+
+class EventTypeCounter:
+    """A counter by event ``type`` kept as plain ints (loop thread only)."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.counts: dict[EventType, int] = dict.fromkeys(EventType, 0)
+        registry.register(self)
+
+    def count(self, events: list[Event]) -> None:
+        counts = self.counts
+        for event in events:
+            counts[event.type] += 1
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=["type"])
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for type_, n in list(self.counts.items()):
+            family.add_metric([type_.value], n)
+        yield family
 
 
 class Metrics:
@@ -92,20 +122,14 @@ class Metrics:
         )
         self._finished = {o: runs_finished.labels(o) for o in _OUTCOMES}
         self._finished_family = runs_finished
-        published = Counter(
-            f"{_NS}_events_published",
-            "Run events published to the bus, by type.",
-            ["type"],
-            registry=r,
+        self._published = EventTypeCounter(
+            f"{_NS}_events_published", "Run events published to the bus, by type.", r
         )
-        delivered = Counter(
+        self._delivered = EventTypeCounter(
             f"{_NS}_events_delivered",
             "Frames queued to a connection (after filtering), by type.",
-            ["type"],
-            registry=r,
+            r,
         )
-        self._published = {t: published.labels(t.value) for t in EventType}
-        self._delivered = {t: delivered.labels(t.value) for t in EventType}
         self.dropped = Counter(
             f"{_NS}_send_queue_drops",
             "Frames not queued because a connection's send queue was full.",
@@ -178,12 +202,17 @@ class Metrics:
     def connection_opened(self) -> None:
         self.connections_total.inc()
 
-    def event_published(self, event: Event) -> None:
-        """Called by the run publisher for every run event, in seq order."""
+    def events_published(self, events: list[Event]) -> None:
+        """Called by the run publisher with each batch of run events, in seq order."""
+        counts = self._published.counts
+        for event in events:
+            t = event.type
+            counts[t] += 1
+            if t is not EventType.LLM_STREAM_CHUNK:  # the common case: nothing else
+                self._timings(event)
+
+    def _timings(self, event: Event) -> None:
         t = event.type
-        self._published[t].inc()
-        if t is EventType.LLM_STREAM_CHUNK:  # the common case: nothing else to do
-            return
         if t is EventType.QUERY_RECEIVED:
             self.runs_started.inc()
         elif t is EventType.LLM_START:
@@ -207,11 +236,9 @@ class Metrics:
             self._llm_open.pop(event.run_id or "", None)
             self._rag_open.pop(event.run_id or "", None)
 
-    def event_delivered(self, event: Event) -> None:
-        """Called when a frame is queued to a connection (fan-out)."""
-        child = self._delivered.get(event.type)  # type: ignore[call-overload]
-        if child is not None:
-            child.inc()
+    def events_delivered(self, events: list[Event]) -> None:
+        """Called with the frames queued to one connection (fan-out), after filtering."""
+        self._delivered.count(events)
 
     def frame_dropped(self) -> None:
         self.dropped.inc()

@@ -78,24 +78,31 @@ class ThreadBridge:
 
     A thread appends to a pending list and schedules one loop callback only
     when the list was empty, so a burst of events costs one wake-up of the
-    loop, not one per event.
+    loop, not one per event. At most :data:`BRIDGE_SLOTS` thread events are in
+    flight (handed over, not yet published); past that the *thread* waits on
+    the bridge's one lock, which is also all an event costs it otherwise.
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        send: MemoryObjectSendStream[list[tuple[Event, bool]]],
+        send: MemoryObjectSendStream[tuple[list[Event], int]],
     ) -> None:
         self._loop = loop
         self._send = send
-        self._slots = threading.BoundedSemaphore(BRIDGE_SLOTS)
         self._lock = threading.Lock()
-        self._pending: list[tuple[Event, bool]] = []
+        self._room = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._pending: list[Event] = []
+        self._pending_from_thread = 0
 
     def emit_from_thread(self, event: Event) -> None:
-        self._slots.acquire()
         with self._lock:
-            self._pending.append((event, True))
+            while self._in_flight >= BRIDGE_SLOTS:
+                self._room.wait()
+            self._in_flight += 1
+            self._pending_from_thread += 1
+            self._pending.append(event)
             if len(self._pending) > 1:
                 return
         self._loop.call_soon_threadsafe(self._flush)
@@ -103,7 +110,7 @@ class ThreadBridge:
     def emit_from_loop(self, event: Event) -> None:
         """Loop-side events (lifecycle frames) take the same path, keeping order."""
         with self._lock:
-            self._pending.append((event, False))
+            self._pending.append(event)
             if len(self._pending) > 1:
                 return
         self._flush()
@@ -116,15 +123,18 @@ class ThreadBridge:
     def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
+            from_thread, self._pending_from_thread = self._pending_from_thread, 0
         if batch:
             # Never blocks: each batch holds at least one slot or is one of the
             # few loop-side frames, and the stream has room for all of them.
-            self._send.send_nowait(batch)
+            self._send.send_nowait((batch, from_thread))
 
     def release(self, count: int) -> None:
+        """``count`` thread events were published: their slots are free again."""
         if count:
-            # One call for the whole batch: the semaphore's release is Python code.
-            self._slots.release(count)
+            with self._lock:
+                self._in_flight -= count
+                self._room.notify_all()
 
 
 class RunManager:
@@ -137,7 +147,7 @@ class RunManager:
         settings: RunSettings,
         *,
         on_finish: Callable[[Run], None] | None = None,
-        on_event: Callable[[Event], None] | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self._bus = bus
         self._runner_factory = runner_factory
@@ -148,8 +158,10 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self._tg: TaskGroup | None = None
         self._on_finish = on_finish
-        #: Called with every run event as it is published (metrics); must be cheap.
-        self._on_event = on_event
+        #: Called with each published batch of run events, in seq order (metrics).
+        self._on_events = on_events
+        #: Runs going in this process, per user (the per-user concurrency limit).
+        self._per_user: dict[str, int] = {}
         self.started = 0
         # Redis bus: a session on another worker may follow or cancel a run of ours.
         self._remote: Callable[..., bool] | None = getattr(bus, "send_control", None)
@@ -191,7 +203,7 @@ class RunManager:
 
     def active_for(self, user: str) -> int:
         """Runs of one user going in this process (per-user concurrency limit)."""
-        return sum(1 for run in self._runs.values() if run.request.user == user)
+        return self._per_user.get(user, 0)
 
     # -- starting -----------------------------------------------------------
 
@@ -214,11 +226,10 @@ class RunManager:
         request = RunRequest(run_id, query, case_id, stream_thinking, user)
         run = Run(request=request, connection_id=connection_id, client_ip=client_ip)
         self._runs[run_id] = run
+        self._per_user[user] = self._per_user.get(user, 0) + 1
         self.started += 1
         # Thread batches hold bridge slots; the few loop-side ones use the spare room.
-        send, receive = anyio.create_memory_object_stream[list[tuple[Event, bool]]](
-            BRIDGE_SLOTS + 8
-        )
+        send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](BRIDGE_SLOTS + 8)
         loop = asyncio.get_running_loop()
         bridge = ThreadBridge(loop, send)
         await self._bus.save_run(self._record(run))
@@ -254,7 +265,8 @@ class RunManager:
             # Shielded: a worker thread cannot be interrupted, so the task waits
             # for it; shutdown stops runs through ``cancelled`` instead.
             with anyio.CancelScope(shield=True):
-                runner = await anyio.to_thread.run_sync(self.runner)
+                # Building the runner imports CrewAI (seconds): in a thread, once.
+                runner = self._runner or await anyio.to_thread.run_sync(self.runner)
                 if run.cancelled.is_set():
                     raise RunCancelled
                 outcome: RunOutcome = await anyio.to_thread.run_sync(
@@ -315,23 +327,24 @@ class RunManager:
     async def _publisher(
         self,
         run: Run,
-        receive: MemoryObjectReceiveStream[list[tuple[Event, bool]]],
+        receive: MemoryObjectReceiveStream[tuple[list[Event], int]],
         bridge: ThreadBridge,
     ) -> None:
         """Number the run's events in arrival order and put them on the bus."""
         topic = run_topic(run.run_id)
         try:
             async with receive:
-                async for batch in receive:
-                    events = [event for event, _ in batch]
+                async for events, from_thread in receive:
+                    seq = run.seq
                     for event in events:
                         if event.seq is None:
-                            run.seq += 1
-                            event.seq = run.seq
-                        if run.first_event_at is None and run.seq > 2:
-                            run.first_event_at = time.time()
-                        if self._on_event is not None:
-                            self._on_event(event)
+                            seq += 1
+                            event.seq = seq
+                    run.seq = seq
+                    if run.first_event_at is None and seq > 2:
+                        run.first_event_at = time.time()
+                    if self._on_events is not None:
+                        self._on_events(events)
                     try:
                         # One call per batch: one Redis round trip, not one per event.
                         await self._bus.publish_many(topic, events)
@@ -339,7 +352,7 @@ class RunManager:
                         log.exception("bus publish failed for run %s", run.run_id)
                     # Slots come back only once published: a slow bus slows the
                     # worker thread, never the loop, and nothing piles up.
-                    bridge.release(sum(1 for _, from_thread in batch if from_thread))
+                    bridge.release(from_thread)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -352,7 +365,13 @@ class RunManager:
     def _finish(self, run: Run) -> None:
         if run.grace_handle is not None:
             run.grace_handle.cancel()
-        self._runs.pop(run.run_id, None)
+        if self._runs.pop(run.run_id, None) is not None:
+            user = run.request.user
+            left = self._per_user.get(user, 1) - 1
+            if left > 0:
+                self._per_user[user] = left
+            else:
+                self._per_user.pop(user, None)
         run.done.set()
         duration = time.time() - run.started_at
         audit_log.info(

@@ -46,6 +46,13 @@ class ServerSettings(BaseModel):
     max_connections: int = 10_000
     #: Seconds given to runs to finish on shutdown before they are cancelled.
     shutdown_grace: float = 5.0
+    #: Processes that `legalstream serve` owns: allocations between young-generation
+    #: garbage collections (Python's default, 700, made the collector a third of
+    #: the server's CPU under streaming load). 0 keeps Python's setting.
+    gc_threshold: int = 10_000
+    #: After startup, exempt everything then alive (CrewAI, the index, the app)
+    #: from garbage collection, so collections scan only what requests make.
+    gc_freeze: bool = True
 
 
 class BusSettings(BaseModel):

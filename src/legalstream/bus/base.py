@@ -8,7 +8,8 @@ Two kinds of topic exist:
 * the broadcast topic (:data:`BROADCAST`): notifications to every connection,
   no history.
 
-A subscription is an async iterator of events. It ends when the topic is
+A subscription is an async iterator of events (or of batches of them, with
+``next_batch``). It ends when the topic is
 closed (the run finished) and raises :class:`SubscriptionOverflow` when its
 consumer fell further behind than its bounded buffer allows.
 """
@@ -83,6 +84,11 @@ class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
     async def __anext__(self) -> Event: ...
+
+    async def next_batch(self) -> list[Event]:
+        """Every event ready now, at least one, in order (the fast path for
+        streaming); raises ``StopAsyncIteration`` at the end like ``__anext__``."""
+        ...
 
     async def aclose(self) -> None: ...
 

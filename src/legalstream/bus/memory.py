@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -29,26 +29,39 @@ from legalstream.events import Event
 
 
 class MemorySubscription:
-    """One subscriber's bounded view of a topic."""
+    """One subscriber's bounded view of a topic.
+
+    The stream carries the publisher's batches (one ``send_nowait`` per batch,
+    not per event); the bound is on events, counted here.
+    """
 
     def __init__(self, topic: _Topic | None, buffer: int) -> None:
         self._topic = topic
-        send, receive = anyio.create_memory_object_stream[Event](buffer)
-        self._send: MemoryObjectSendStream[Event] = send
-        self._receive: MemoryObjectReceiveStream[Event] = receive
+        self._buffer = buffer
+        # A batch holds at least one event, so ``buffer`` batches always suffice.
+        send, receive = anyio.create_memory_object_stream[list[Event]](buffer)
+        self._send: MemoryObjectSendStream[list[Event]] = send
+        self._receive: MemoryObjectReceiveStream[list[Event]] = receive
+        self._queued = 0
+        self._current: deque[Event] = deque()
         self.overflowed = False
 
     def offer(self, event: Event) -> None:
-        """Hand over one event without waiting; overflow ends the subscription."""
-        if self.overflowed:
+        self.offer_many([event])
+
+    def offer_many(self, events: list[Event]) -> None:
+        """Hand over a batch without waiting; overflow ends the subscription."""
+        if self.overflowed or not events:
             return
-        try:
-            self._send.send_nowait(event)
-        except anyio.WouldBlock:
+        if self._queued + len(events) > self._buffer:
             self.overflowed = True
             self.finish()
+            return
+        try:
+            self._send.send_nowait(events)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+            return
+        self._queued += len(events)
 
     def finish(self) -> None:
         """No more events: the consumer drains what is buffered, then stops."""
@@ -56,26 +69,38 @@ class MemorySubscription:
         if self._topic is not None:
             self._topic.subscribers.discard(self)
 
+    async def next_batch(self) -> list[Event]:
+        """The events that are ready (at least one); raises ``StopAsyncIteration`` at the end."""
+        if self._current:
+            batch = list(self._current)
+            self._current.clear()
+            return batch
+        # receive() yields to the loop even when items are buffered; try the
+        # buffer first so a burst costs one wake-up, not one per batch.
+        try:
+            batch = self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                batch = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                self._ended()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._ended()
+        self._queued -= len(batch)
+        return batch
+
+    def _ended(self) -> NoReturn:
+        if self.overflowed:
+            raise SubscriptionOverflow("subscriber fell behind its buffer") from None
+        raise StopAsyncIteration from None
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
     async def __anext__(self) -> Event:
-        # receive() yields to the loop even when items are buffered; draining
-        # with receive_nowait first costs one wake-up per burst, not per event.
-        try:
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self.overflowed:
-                raise SubscriptionOverflow("subscriber fell behind its buffer") from None
-            raise StopAsyncIteration from None
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self.overflowed:
-                raise SubscriptionOverflow("subscriber fell behind its buffer") from None
-            raise StopAsyncIteration from None
+        if not self._current:
+            self._current.extend(await self.next_batch())
+        return self._current.popleft()
 
     async def aclose(self) -> None:
         self.finish()
@@ -128,8 +153,22 @@ class MemoryBus:
         self.publish_nowait(topic, event)
 
     async def publish_many(self, topic: str, events: list[Event]) -> None:
-        for event in events:
-            self.publish_nowait(topic, event)
+        if topic == BROADCAST:
+            for event in events:
+                self.publish_nowait(topic, event)
+            return
+        state = self._topic(topic)
+        if state.closed:
+            raise RuntimeError(f"publish to closed topic {topic}")
+        self.published += len(events)
+        state.history.extend(events)
+        for event in reversed(events):
+            if event.seq is not None:
+                state.last_seq = event.seq
+                break
+        # Subscribers share the batch; they only read it.
+        for sub in list(state.subscribers):
+            sub.offer_many(events)
 
     def publish_nowait(self, topic: str, event: Event) -> None:
         self.published += 1
@@ -172,8 +211,7 @@ class MemoryBus:
         )
         # The replayed backlog must fit whole; live events then get the normal buffer.
         sub = MemorySubscription(state, self._buffer + len(backlog))
-        for event in backlog:
-            sub.offer(event)
+        sub.offer_many(backlog)
         if state.closed:
             sub.finish()
         else:

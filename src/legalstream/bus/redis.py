@@ -144,7 +144,7 @@ class RedisSubscription:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def _ready(self) -> None:
         while not self._queue:
             if self.done:
                 if self.overflowed:
@@ -154,7 +154,17 @@ class RedisSubscription:
                 raise StopAsyncIteration
             self._waiter = anyio.Event()
             await self._waiter.wait()
+
+    async def __anext__(self) -> Event:
+        await self._ready()
         return self._queue.popleft()
+
+    async def next_batch(self) -> list[Event]:
+        """Everything queued (at least one event); ``StopAsyncIteration`` at the end."""
+        await self._ready()
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
 
     async def aclose(self) -> None:
         self.finish()

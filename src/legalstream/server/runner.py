@@ -8,6 +8,7 @@ the same way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import sys
@@ -43,12 +44,19 @@ def check_binding(settings: Settings, host: str) -> None:
         )
 
 
+#: What ``server.ws_impl`` names, when it is not one of uvicorn's own choices: the
+#: default is uvicorn's websockets-sansio with batched sends (server/ws_protocol.py).
+WS_PROTOCOLS = {
+    "websockets-sansio": "legalstream.server.ws_protocol:BatchingSansIOProtocol",
+}
+
+
 def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Config:
     server = settings.server
     options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
-        "ws": server.ws_impl,
+        "ws": WS_PROTOCOLS.get(server.ws_impl, server.ws_impl),
         "ws_max_size": server.max_frame_bytes,
         "ws_ping_interval": server.ping_interval or None,
         "ws_ping_timeout": server.ping_timeout or None,
@@ -86,9 +94,15 @@ class Server(uvicorn.Server):
     then lets uvicorn finish as usual.
     """
 
+    def __init__(self, config: uvicorn.Config, *, gc_threshold: int = 0, gc_freeze: bool = False):
+        super().__init__(config)
+        self.gc_threshold = gc_threshold
+        self.gc_freeze = gc_freeze
+
     async def startup(self, sockets: Any = None) -> None:
         install_redaction()  # worker processes configure logging afresh
-        await super().startup(sockets)
+        await super().startup(sockets)  # runs the app's lifespan: all is loaded now
+        tune_gc(self.gc_threshold, self.gc_freeze)
 
     async def shutdown(self, sockets: Any = None) -> None:
         for listener in getattr(self, "servers", []):
@@ -107,6 +121,38 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def tune_gc(threshold: int, freeze: bool) -> None:
+    """Garbage-collector settings for a process this server owns.
+
+    Streaming allocates many short-lived containers (events, frames, tasks),
+    so with Python's default threshold the collector ran every few hundred
+    frames and re-scanned the long-lived heap (CrewAI alone is ~200 MB of
+    objects) each time it reached the older generations. Freezing moves what
+    startup made out of the collector's sight; a larger threshold collects
+    the young generation less often (memory is still bounded by it).
+    """
+    if threshold > 0:
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(threshold, gen1, gen2)
+    if freeze:
+        gc.collect()
+        gc.freeze()
+
+
+def run_server(config: uvicorn.Config, settings: Settings, workers: int = 1) -> None:
+    """Run ``config`` as ``legalstream serve`` does: graceful shutdown, GC tuning, workers."""
+    server = Server(
+        config, gc_threshold=settings.server.gc_threshold, gc_freeze=settings.server.gc_freeze
+    )
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, target=server.run, sockets=[sock]).run()
+    else:
+        server.run()
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
     try:
         check_binding(settings, host)
@@ -122,13 +168,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
             workers=workers,
             factory=True,
         )
-        from uvicorn.supervisors import Multiprocess
-
-        sock = config.bind_socket()
-        Multiprocess(config, target=Server(config).run, sockets=[sock]).run()
+        run_server(config, settings, workers)
         return 0
     from legalstream.app import create_app
 
     config = uvicorn_config(settings, create_app(settings), host=host, port=port)
-    Server(config).run()
+    run_server(config, settings)
     return 0

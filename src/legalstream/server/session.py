@@ -30,6 +30,7 @@ from legalstream.events import (
     EventType,
     decode_event,
     error_event,
+    frames_for,
 )
 from legalstream.runs import ServerBusy
 from legalstream.server.auth import Principal
@@ -44,6 +45,7 @@ from legalstream.server.protocol import (
     parse_message,
 )
 from legalstream.server.state import Services
+from legalstream.server.ws_protocol import SEND_MANY
 
 log = logging.getLogger("legalstream.session")
 
@@ -53,6 +55,9 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 CLOSE_TOKEN_EXPIRED = 4401
+
+#: Most frames handed to the server in one batched send (ws_protocol.SEND_MANY).
+MAX_SEND_BATCH = 256
 
 _LIFECYCLE = frozenset(t.value for t in LIFECYCLE_TYPES)
 
@@ -85,11 +90,19 @@ class Session:
             user=principal.user,
             client=f"{client.host}:{client.port}" if client else None,
         )
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[bytes] = deque()
+        # Starlette's WebSocket.send only passes the standard message types; the
+        # batched send is an extension of our uvicorn protocol, so it goes to the
+        # raw ASGI send, and only when the server advertised it.
+        self._send_many = (
+            websocket._send if SEND_MANY in websocket.scope.get("extensions", {}) else None
+        )
         self._capacity = svc.settings.server.send_queue_size
         self.info.queue_capacity = self._capacity
         self._metrics = svc.metrics
         self._writer_running = False
+        #: Set (and replaced) each time the writer hands frames to the server.
+        self._progress: anyio.Event | None = None
         self._wakeup = anyio.Event()
         self._tg: TaskGroup | None = None
         self._subscription: frozenset[str] | None = None
@@ -99,34 +112,69 @@ class Session:
 
     def send_event(self, event: Event) -> None:
         """Queue a frame; never waits. A full outbox marks a slow consumer."""
+        self.send_events([event])
+
+    def send_events(self, events: list[Event]) -> None:
+        """Queue frames in order; never waits. A full outbox marks a slow consumer."""
         if self.closing:
             return
-        if len(self._outbox) >= self._capacity:
+        outbox = self._outbox
+        if len(outbox) + len(events) > self._capacity:
             self.info.dropped += 1
             if self._metrics is not None:
                 self._metrics.frame_dropped()
                 self._metrics.slow_consumer("send_buffer_full")
             self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
             return
-        self._outbox.append(event.frame_for(self.id))
-        self.info.queue_depth = len(self._outbox)
+        outbox.extend(frames_for(events, self.id))
+        self.info.queue_depth = len(outbox)
         if self._metrics is not None:
-            self._metrics.event_delivered(event)
+            self._metrics.events_delivered(events)
         if not self._writer_running and self._tg is not None:
             self._writer_running = True
             self._tg.start_soon(self._writer)
+
+    async def send_history(self, events: list[Event]) -> None:
+        """Queue stored events (replay, a resume's backlog) as the client takes them.
+
+        History can be longer than the send queue; it is the server's burst,
+        not the client's lag, so it goes in half-queue steps, each once there
+        is room, instead of tripping the slow-consumer policy. A client that
+        stops reading holds this task, not memory.
+        """
+        step = max(1, self._capacity // 2)
+        for start in range(0, len(events), step):
+            chunk = events[start : start + step]
+            while not self.closing and len(self._outbox) + len(chunk) > self._capacity:
+                if self._progress is None:
+                    self._progress = anyio.Event()
+                await self._progress.wait()
+            if self.closing:
+                return
+            self.send_events(chunk)
 
     def send_error(self, code: ErrorCode | str, message: str, **kw: Any) -> None:
         self.send_event(error_event(code, message, **kw))
 
     async def _writer(self) -> None:
+        outbox, info = self._outbox, self.info
         try:
-            while self._outbox:
-                frame = self._outbox.popleft()
-                self.info.queue_depth = len(self._outbox)
-                await self.ws.send_text(frame)
-                self.info.messages_sent += 1
-                self.info.last_sent = time.time()
+            while outbox:
+                if self._send_many is not None:
+                    n = min(len(outbox), MAX_SEND_BATCH)
+                    frames = [outbox.popleft() for _ in range(n)]
+                    info.queue_depth = len(outbox)
+                    await self._send_many({"type": SEND_MANY, "frames": frames})
+                else:
+                    n = 1
+                    frame = outbox.popleft()
+                    info.queue_depth = len(outbox)
+                    await self.ws.send_text(frame.decode())
+                info.messages_sent += n
+                info.last_sent = time.time()
+                if self._progress is not None:
+                    self._progress.set()
+                    self._progress = None
         except (WebSocketDisconnect, OSError, RuntimeError):
             self.close(CLOSE_NORMAL, "")
         finally:
@@ -288,6 +336,7 @@ class Session:
             history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             history = None
+        backlog_until = history.last_seq if history is not None else 0
         if history is None and record.status == "running":
             # Nothing of the run is on the bus yet (its first batch is still in
             # flight): nothing was lost, the subscription will replay it.
@@ -324,7 +373,10 @@ class Session:
                 ErrorCode.INVALID_MESSAGE, "this connection already follows that run", cmd.run_id
             )
         self._follow(
-            cmd.run_id, after, EventFilter(cmd.stream_thinking, cmd.events or self._subscription)
+            cmd.run_id,
+            after,
+            EventFilter(cmd.stream_thinking, cmd.events or self._subscription),
+            backlog_until=backlog_until,
         )
 
     async def _replay(self, cmd: ReplayCommand) -> None:
@@ -340,8 +392,7 @@ class Session:
             history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             raise ProtocolError(ErrorCode.UNKNOWN_RUN, "run history expired", cmd.run_id) from None
-        for event in history.events:
-            self.send_event(event)
+        await self.send_history(history.events)
 
     def _check_owner(self, owner: str, run_id: str) -> None:
         if owner != self.principal.user and not self.principal.is_admin:
@@ -358,22 +409,45 @@ class Session:
 
     # -- following runs ---------------------------------------------------------
 
-    def _follow(self, run_id: str, after_seq: int, allowed: EventFilter) -> None:
+    def _follow(
+        self, run_id: str, after_seq: int, allowed: EventFilter, *, backlog_until: int = 0
+    ) -> None:
         assert self._tg is not None
         self.info.runs.add(run_id)
         self.svc.runs.attach(run_id)
-        self._tg.start_soon(self._pump, run_id, after_seq, allowed)
+        self._tg.start_soon(self._pump, run_id, after_seq, allowed, backlog_until)
 
-    async def _pump(self, run_id: str, after_seq: int, allowed: EventFilter) -> None:
+    async def _pump(
+        self, run_id: str, after_seq: int, allowed: EventFilter, backlog_until: int = 0
+    ) -> None:
+        """Stream a run to this client; events up to ``backlog_until`` are history."""
         sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
         try:
-            async for event in sub:
-                # Live events can include what the caller already has (the ack).
-                if event.seq is not None and event.seq <= after_seq:
-                    continue
-                if allowed(event):
-                    self.send_event(event)
-                if event.is_final:
+            while True:
+                try:
+                    batch = await sub.next_batch()
+                except StopAsyncIteration:
+                    break
+                frames: list[Event] = []
+                final = False
+                for event in batch:
+                    # Live events can include what the caller already has (the ack).
+                    if event.seq is not None and event.seq <= after_seq:
+                        continue
+                    if allowed(event):
+                        frames.append(event)
+                    if event.is_final:
+                        final = True
+                        break
+                history = 0
+                while history < len(frames) and (frames[history].seq or 0) <= backlog_until:
+                    history += 1
+                if history:
+                    await self.send_history(frames[:history])
+                    frames = frames[history:]
+                if frames:
+                    self.send_events(frames)
+                if final:
                     break
         except SubscriptionOverflow:
             if self._metrics is not None and not self.closing:
