@@ -39,7 +39,7 @@ def test_twenty_concurrent_runs_are_isolated(runner, engine):
         # nothing of another run: this run's query, case and hits only
         assert rec.of(E.AGENT_START)[0]["input_data"] == {"query": question, "case_id": case_id}
         rag = rec.of(E.RAG_QUERY_START)[0]["input_data"]
-        assert rag["case_id"] == case_id and rag["query"] == " ".join(question.rstrip("?").split())
+        assert rag["case_id"] == case_id and rag["query"] == " ".join(question.split())
         for hit in rec.of(E.RAG_QUERY_END)[0]["output_data"]["hits"]:
             assert hit["case_id"] == case_id and hit["doc_id"].startswith(f"case-{case_id}/")
         assert rec.of(E.AGENT_END)[0]["output_data"]["output"] == out.answer

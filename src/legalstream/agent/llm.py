@@ -5,7 +5,7 @@ CrewAI ``BaseLLM`` that speaks CrewAI's ReAct text protocol so the real agent
 loop runs without any model or network:
 
 1. First call (no observation yet): it thinks aloud and chooses the
-   "RAG Legal Retrieval Tool" with the question as query.
+   "RAG Legal Retrieval Tool" with the question, as asked, as query.
 2. Next call (the tool's observation is in the conversation): it cuts the
    retrieved passages into statements (prose sentences; in transcripts, an
    "A." answer line together with the "Q." line it answers), scores each by
@@ -13,9 +13,13 @@ loop runs without any model or network:
    stemming, numbers and identifiers weighted up) plus what its paragraph and
    section heading add, a bonus when it belongs to a provision the question
    names ("Section 7.2", "¶ 26") and when it holds the kind of fact asked for
-   (an amount, a period, a date, a temperature, a reason, a name, a ruling),
-   and answers with the best few, verbatim and in document order, each
-   followed by the ``[n]`` marker of its passage.
+   (an amount, a period, a date, a temperature, a reason, a name, a ruling).
+   A question's plain words also find the defined terms the passages define
+   with them ('"Software" means the firmware ...'); a statement with the fact
+   asked for shares in its neighbour's match; a transcript exchange whose
+   examiner asked the same kind of question ("Why ...?") scores up. It answers
+   with the best few, verbatim and in document order, each followed by the
+   ``[n]`` marker of its passage.
 
 It emits CrewAI's LLM call started/completed/failed events and, when
 streaming, one ``llm_stream_chunk`` per word, exactly like a provider would,
@@ -219,7 +223,9 @@ _CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
         re.compile(r"^\s*why\b|\breason\b|\bwhat caused\b|\bcause[ds]?\b|\bexplanation\b", re.I),
         re.compile(
             r"\bbecause\b|\bdue to\b|\bcaused\b|\bso that\b|\bin order to\b|\bwanted to\b|"
-            r"\breason\b|\bsince\b|\bresult(?:ed)? (?:of|from|in)\b",
+            r"\breason\b|\bsince\b|\bresult(?:ed)? (?:of|from|in)\b|"
+            # a court's reasons for leaving an issue to trial
+            r"\bgenuine (?:dispute|issue)s?\b|\bquestions? of (?:material )?fact\b|\btriable\b",
             re.I,
         ),
     ),
@@ -241,6 +247,33 @@ _CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
         ),
     ),
 ]
+
+
+#: Kinds of question a deposition examiner asks too: the user's question -> the
+#: examiner's question line ("Q. Why did you wait that long?") of the same kind.
+_SAME_KIND: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
+    (
+        re.compile(r"^\s*why\b|\b(?:what|which) (?:was the )?reasons?\b|\bwhat caused\b", re.I),
+        re.compile(r"^(?:why|what (?:was|is) the reason|what caused)\b", re.I),
+    ),
+    (
+        re.compile(r"^\s*when\b|\b(?:what|which) (?:date|day|time)\b", re.I),
+        re.compile(r"^(?:when|what (?:date|day|time))\b", re.I),
+    ),
+    (re.compile(r"^\s*(?:who|whom)\b", re.I), re.compile(r"^(?:who|whom)\b", re.I)),
+]
+_HOW = re.compile(r"\bhow (?:long|many|much|soon|often|far|cold|warm|hot)\b", re.I)
+#: A yes/no question; the examiner's is one if it opens with the same verb ("Did you read ...").
+_YES_NO = re.compile(r"^\s*(did|does|do|was|were|is|are|has|have|had)\b", re.I)
+_Q_LINE = re.compile(r"^\s*(?:\d{1,3}\s+)?Q\.\s*")
+
+
+def _examiner_kinds(question: str) -> list[re.Pattern[str]]:
+    """Patterns of examiner question lines that ask what ``question`` asks."""
+    kinds = [examiner for asked, examiner in _SAME_KIND if asked.search(question)]
+    kinds += [re.compile(rf"^{re.escape(m.lower())}\b", re.I) for m in _HOW.findall(question)]
+    kinds += [re.compile(rf"^{m.group(1)}\b", re.I) for m in [_YES_NO.match(question)] if m]
+    return kinds
 
 
 @dataclass(slots=True)
@@ -356,47 +389,10 @@ def extractive_answer(
     date, a temperature, a reason, a name, a ruling).
     """
     q_terms = set(terms(question))
-    units, block_terms = _units(passages)
-    if not units or not q_terms:
-        return ""
-    n = len(units)
-    weight: dict[str, float] = {}
-    for t in q_terms:
-        df = sum(1 for u in units if t in u.terms)
-        weight[t] = math.log(1 + n / (1 + df)) * (1.5 if any(c.isdigit() for c in t) else 1.0)
-    scale = max(weight.values())
-    refs = set(_REF.findall(question))
-    cues = [answer for asked, answer in _CUES if asked.search(question)]
-    heading_terms = {u.heading: set(terms(u.heading)) for u in units}
-
-    def overlap(ts: set[str]) -> float:
-        return sum(weight[t] for t in q_terms & ts)
-
-    q_bigrams = _bigrams(question)
-    testimony = bool(_TESTIMONY.search(question))
-    scored: list[tuple[float, int]] = []
-    for index, u in enumerate(units):
-        if re.search(r"\[\d", u.text) or (len(u.body.split()) < 4 and u.body == u.text):
-            continue  # would read as a citation marker; or a fragment
-        own = overlap(u.terms)
-        context = overlap(block_terms.get(u.block, set()) - u.terms)
-        body = _LABEL.sub("", u.body, count=1)  # "26. On ..." is no amount nor date
-        typed = bool(cues) and any(c.search(body) for c in cues)
-        if own <= 0 and not (typed and context > 0):
-            continue
-        score = own / (1 + 0.15 * math.log(1 + len(u.terms)))
-        score += 0.35 * context + 0.25 * overlap(heading_terms[u.heading] - u.terms)
-        if refs and _ref_match(u.label, refs):
-            score += 0.8 * scale
-        if typed:
-            score += 0.6 * scale
-        if u.body != u.text:  # a Q/A exchange: the question line's wording matters
-            score += 0.25 * scale * min(3, len(q_bigrams & _bigrams(u.text[: -len(u.body)])))
-            if testimony:
-                score += 0.4 * scale
-        scored.append((score * (1.0 - 0.03 * u.rank), index))
+    units, scored = score_units(question, passages)
     if not scored:
         return ""
+    heading_terms = {u.heading: set(terms(u.heading)) for u in units}
     scored.sort(key=lambda si: (-si[0], si[1]))
     top = scored[0][0]
     chosen: list[int] = []
@@ -424,6 +420,110 @@ def extractive_answer(
             statements.append(f"{u.heading} [{u.marker}]")
         statements.append(f"{u.text} [{u.marker}]")
     return " ".join(statements)
+
+
+def score_units(
+    question: str, passages: list[tuple[int, str]]
+) -> tuple[list[_Unit], list[tuple[float, int]]]:
+    """The answer units of ``passages`` and ``(score, index)`` of those that may answer."""
+    q_terms = set(terms(question))
+    units, block_terms = _units(passages)
+    if not units or not q_terms:
+        return units, []
+    n = len(units)
+    weight: dict[str, float] = {}
+    for t in q_terms:
+        df = sum(1 for u in units if t in u.terms)
+        weight[t] = math.log(1 + n / (1 + df)) * (1.5 if any(c.isdigit() for c in t) else 1.0)
+    scale = max(weight.values())
+    for t, plain in _defined_terms(units, q_terms).items():
+        df = sum(1 for u in units if t in u.terms)
+        weight[t] = min(math.log(1 + n / (1 + df)), *(weight[p] for p in plain))
+    q_terms = set(weight)
+    refs = set(_REF.findall(question))
+    cues = [answer for asked, answer in _CUES if asked.search(question)]
+    heading_terms = {u.heading: set(terms(u.heading)) for u in units}
+
+    def overlap(ts: set[str]) -> float:
+        return sum(weight[t] for t in q_terms & ts)
+
+    q_bigrams = _bigrams(question)
+    testimony = bool(_TESTIMONY.search(question))
+    kinds = _examiner_kinds(question)
+    owns = [overlap(u.terms) for u in units]
+    scored: list[tuple[float, int]] = []
+    for index, u in enumerate(units):
+        if re.search(r"\[\d", u.text) or (len(u.body.split()) < 4 and u.body == u.text):
+            continue  # would read as a citation marker; or a fragment
+        own = owns[index]
+        context = overlap(block_terms.get(u.block, set()) - u.terms)
+        body = _LABEL.sub("", u.body, count=1)  # "26. On ..." is no amount nor date
+        typed = bool(cues) and any(c.search(body) for c in cues)
+        asked = u.body != u.text and any(
+            k.search(_Q_LINE.sub("", u.text[: -len(u.body)])) for k in kinds
+        )
+        if own <= 0 and not (typed and (context > 0 or asked)):
+            continue
+        score = own / (1 + 0.15 * math.log(1 + len(u.terms)))
+        score += 0.35 * context + 0.25 * overlap(heading_terms[u.heading] - u.terms)
+        if typed:
+            # The fact asked for often sits next to the sentence that has the
+            # question's words ("Whether ... presents disputed questions of fact.
+            # The Court FINDS that ..."): it shares in its neighbour's match.
+            score += 0.5 * max(
+                (owns[j] for j in (index - 1, index + 1)
+                 if 0 <= j < len(units) and units[j].block == u.block),
+                default=0.0,
+            )  # fmt: skip
+        if asked:
+            score += 0.5 * scale
+        if refs and _ref_match(u.label, refs):
+            score += 0.8 * scale
+        if typed:
+            score += 0.6 * scale
+        if u.body != u.text:  # a Q/A exchange: the question line's wording matters
+            score += 0.25 * scale * min(3, len(q_bigrams & _bigrams(u.text[: -len(u.body)])))
+            if testimony:
+                score += 0.4 * scale
+        scored.append((score * (1.0 - 0.03 * u.rank), index))
+    return units, scored
+
+
+#: A defined term: '"Software" means ...', or a parenthetical '... (the "Warranty Period")'.
+_DEFINES = re.compile(r"[\"“]([A-Z][^\"“”]{1,60})[\"”]\s+(?:means|shall mean|refers to)\b")
+_NAMES = re.compile(r"\((?:the |each an? |an? )?[\"“]([A-Z][^\"“”]{1,60})[\"”]\)")
+
+
+def _definitions(text: str) -> list[tuple[str, str]]:
+    """``(defined term, defining words)`` pairs stated in ``text``."""
+    out = [(m.group(1), text[m.end() :]) for m in _DEFINES.finditer(text)]
+    for m in _NAMES.finditer(text):
+        # the words the parenthetical names: those just before it, in its clause
+        before = re.split(r"[,;:]", text[: m.start()])[-1].split()[-10:]
+        out.append((m.group(1), " ".join(before)))
+    return out
+
+
+def _defined_terms(units: list[_Unit], q_terms: set[str]) -> dict[str, set[str]]:
+    """Terms of defined terms that stand for question words, each with its trigger words.
+
+    A question in plain words ("firmware") meets a contract that says it once,
+    in a definition ('"Software" means the firmware ...'), and then uses only
+    the defined term. A question word the passages use nowhere but in
+    definitions therefore also looks for the term it defines.
+    """
+    found = [(u, _definitions(u.text)) for u in units]
+    defining = {id(u) for u, defs in found if defs}
+    if not defining:
+        return {}
+    elsewhere = set().union(*(u.terms for u in units if id(u) not in defining))
+    out: dict[str, set[str]] = {}
+    for _u, defs in found:
+        for name, words in defs:
+            plain = (set(terms(words)) & q_terms) - elsewhere
+            for t in set(terms(name)) - q_terms if plain else ():
+                out.setdefault(t, set()).update(plain)
+    return out
 
 
 _TESTIMONY = re.compile(r"\b(?:witness\w*|testif\w*|testimony|deposition|deposed)\b", re.I)
@@ -549,7 +649,9 @@ class OfflineExtractiveLLM(BaseLLM):
             for m in messages
         )
         if not observations and not tried:
-            query = " ".join(question.rstrip("?").split())
+            # The question as asked: the hybrid retrieval is tuned and evaluated on whole
+            # questions, and the dense half reads a trailing "?" as part of the intent.
+            query = " ".join(question.split())
             return (
                 "Thought: I must ground the answer in the case record, so I will search "
                 "the case documents first.\n"
