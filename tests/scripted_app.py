@@ -42,13 +42,28 @@ def app() -> LegalStreamApp:
 def main() -> None:
     import uvicorn
 
-    from legalstream.server.runner import uvicorn_config
+    from legalstream.server.runner import run_server, uvicorn_config
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="run as `legalstream serve --workers N` does"
+    )
     args = parser.parse_args()
     settings = Settings()
+    if args.workers:
+        config = uvicorn_config(
+            settings,
+            "scripted_app:app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+        )
+        run_server(config, settings, args.workers)
+        return
     config = uvicorn_config(settings, app(), host=args.host, port=args.port, log_level="warning")
     uvicorn.Server(config).run()
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import Process as UvicornWorker
 
 from legalstream.audit import install_redaction
 from legalstream.settings import Settings
@@ -94,15 +95,11 @@ class Server(uvicorn.Server):
     then lets uvicorn finish as usual.
     """
 
-    def __init__(self, config: uvicorn.Config, *, gc_threshold: int = 0, gc_freeze: bool = False):
-        super().__init__(config)
-        self.gc_threshold = gc_threshold
-        self.gc_freeze = gc_freeze
-
     async def startup(self, sockets: Any = None) -> None:
         install_redaction()  # worker processes configure logging afresh
         await super().startup(sockets)  # runs the app's lifespan: all is loaded now
-        tune_gc(self.gc_threshold, self.gc_freeze)
+        # Set by run_server on the config, so that it reaches worker processes too.
+        tune_gc(*getattr(self.config, "gc_tuning", (0, False)))
 
     async def shutdown(self, sockets: Any = None) -> None:
         for listener in getattr(self, "servers", []):
@@ -119,6 +116,17 @@ class Server(uvicorn.Server):
             except Exception:
                 log.exception("graceful shutdown of the app failed")
         await super().shutdown(sockets)
+
+
+class _WorkerProcess(UvicornWorker):
+    """A uvicorn worker process whose server is :class:`Server` (module level:
+    spawned workers unpickle their target by name)."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(self.config)
+        return self._server
 
 
 def tune_gc(threshold: int, freeze: bool) -> None:
@@ -141,16 +149,18 @@ def tune_gc(threshold: int, freeze: bool) -> None:
 
 def run_server(config: uvicorn.Config, settings: Settings, workers: int = 1) -> None:
     """Run ``config`` as ``legalstream serve`` does: graceful shutdown, GC tuning, workers."""
-    server = Server(
-        config, gc_threshold=settings.server.gc_threshold, gc_freeze=settings.server.gc_freeze
-    )
-    if workers > 1:
-        from uvicorn.supervisors import Multiprocess
+    config.gc_tuning = (settings.server.gc_threshold, settings.server.gc_freeze)  # type: ignore[attr-defined]
+    if workers <= 1:
+        Server(config).run()
+        return
+    from uvicorn.supervisors import multiprocess
 
-        sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
-    else:
-        server.run()
+    # uvicorn's supervisor builds each worker's server from the module-level
+    # ``Process`` class; ours makes it this module's Server. Patched in the
+    # supervisor only, which `legalstream serve` owns.
+    multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+    sock = config.bind_socket()
+    multiprocess.Multiprocess(config, sockets=[sock]).run()
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
@@ -158,6 +168,16 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
         check_binding(settings, host)
     except InsecureBinding as exc:
         print(f"legalstream: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1 and settings.rag.store == "edge":
+        # Qdrant Edge is an embedded engine: one process owns its directory.
+        print(
+            "legalstream: --workers > 1 needs a vector store the workers can share: "
+            "set rag.store = 'qdrant' (LEGALSTREAM_RAG__STORE=qdrant and "
+            "LEGALSTREAM_RAG__QDRANT_URL), or run one `legalstream serve` per "
+            "rag.data_dir behind nginx (docs/deploy.md)",
+            file=sys.stderr,
+        )
         return 2
     if workers > 1:
         config = uvicorn_config(
