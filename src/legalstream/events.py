@@ -159,7 +159,13 @@ class Event:
     def encoded(self) -> bytes:
         """The event as JSON bytes, without ``connection_id``; computed once."""
         if self._encoded is None:
-            self._encoded = orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS)
+            data = self.to_dict()
+            try:
+                self._encoded = orjson.dumps(data)
+            except orjson.JSONEncodeError:
+                # Non-str keys in a payload (a tool's dict): about a third
+                # slower, so only when needed.
+                self._encoded = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
         return self._encoded
 
     def frame_for(self, connection_id: str | None) -> bytes:

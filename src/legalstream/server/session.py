@@ -186,6 +186,9 @@ class Session:
             return
         self.closing = True
         self._outbox.clear()
+        if self._progress is not None:  # a paced history send stops waiting
+            self._progress.set()
+            self._progress = None
         if self._tg is not None:
             self._tg.start_soon(self._close, code, reason)
 
