@@ -82,6 +82,17 @@ StreamId = tuple[int, int]
 ControlHandler = Callable[[str, str, str | None], None]
 
 
+def _stop_requested() -> bool:
+    """This task was cancelled, even if a library swallowed the CancelledError.
+
+    redis-py can turn a cancellation that lands mid-read into a connection
+    error; a loop that retries on those would then run on after ``close()``
+    cancelled it, and ``close()`` would wait for it forever.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _parse_id(raw: bytes | str) -> StreamId:
     text = raw.decode() if isinstance(raw, bytes) else raw
     ms, _, seq = text.partition("-")
@@ -90,6 +101,21 @@ def _parse_id(raw: bytes | str) -> StreamId:
 
 def _fmt_id(sid: StreamId) -> str:
     return f"{sid[0]}-{sid[1]}"
+
+
+#: ``XADD`` of a batch: KEYS[1] the stream; ARGV maxlen, ttl (0: leave it),
+#: then (entry id, encoded event) pairs. A refused id (the stream's end
+#: marker is newer; a seq reused) raises and stops the batch there.
+XADD_MANY = """
+local maxlen = ARGV[1]
+for i = 3, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'e', ARGV[i + 1])
+end
+if ARGV[2] ~= '0' then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return (#ARGV - 2) / 2
+"""
 
 
 class RedisSubscription:
@@ -195,6 +221,7 @@ class RedisBus:
         self._workers_key = f"{p}:workers"
         self._wake_key = f"{p}:wake:{worker}".encode()
         self._r: aioredis.Redis | None = None
+        self._xadd_many: Any = None
         self._reader_r: aioredis.Redis | None = None
         self._pubsub_r: aioredis.Redis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -203,6 +230,8 @@ class RedisBus:
         self._broadcast: set[RedisSubscription] = set()
         # publisher side: last seq per open topic (IDs of seq-less events)
         self._open: dict[str, int] = {}
+        # streams of the XREAD in flight (empty when none is)
+        self._xread_keys: set[bytes] = set()
         self._changed = asyncio.Event()
         self._in_xread = False
         self._wake_pending = False
@@ -248,6 +277,10 @@ class RedisBus:
         )
         self._r = aioredis.Redis(connection_pool=pool, retry=retry)
         self._r.auto_close_connection_pool = True  # aclose() also closes our pool
+        # One EVALSHA per published batch instead of one XADD per event: redis-py
+        # packs and parses each pipelined command in Python, which profiling put
+        # at a third of a worker's time under streaming load.
+        self._xadd_many = self._r.register_script(XADD_MANY)
         # One connection each for the blocking XREAD and for Pub/Sub; no
         # internal retries there, the loops below reconnect with backoff.
         self._reader_r = aioredis.from_url(
@@ -281,11 +314,16 @@ class RedisBus:
                 await self._pubsub_ready.wait()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            done, stuck = await asyncio.wait(tasks, timeout=5.0)
+            for task in done:  # retrieve, so asyncio does not report them
+                if not task.cancelled():
+                    task.exception()
+            if stuck:
+                log.error("redis bus tasks did not stop: %s", [t.get_name() for t in stuck])
         self._tasks.clear()
         for follow in list(self._follows.values()):
             for sub in list(follow.subs):
@@ -311,6 +349,11 @@ class RedisBus:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _script(self) -> Any:
+        if self._xadd_many is None:
+            raise RuntimeError("RedisBus.start() was not called")
+        return self._xadd_many
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -338,41 +381,65 @@ class RedisBus:
         await self.publish_many(topic, [event])
 
     async def publish_many(self, topic: str, events: list[Event]) -> None:
-        """Append a run's events in one pipelined round trip, in order."""
+        """Append a run's events in one command (a server-side script), in order."""
         if not events:
             return
         self.published += len(events)
         key = self._stream_key(topic)
-        first = topic not in self._open
-        pipe = self.redis.pipeline(transaction=False)
+        # Also bounds the life of a run whose worker died before closing it.
+        ttl = self.settings.retention_seconds if topic not in self._open else 0
+        args: list[Any] = [self.settings.history_per_run, ttl]
         for event in events:
             if event.seq is not None:
-                entry_id = f"{event.seq}-0"
+                args.append(f"{event.seq}-0")
                 self._open[topic] = event.seq
             else:
-                entry_id = f"{self._open.get(topic, 0)}-*"
+                args.append(f"{self._open.get(topic, 0)}-*")
                 self._open.setdefault(topic, 0)
-            pipe.xadd(
-                key,
-                {"e": event.encoded},
-                id=entry_id,
-                maxlen=self.settings.history_per_run,
-                approximate=True,
-            )
-        if first:
-            # Also bounds the life of a run whose worker died before closing it.
-            pipe.expire(key, self.settings.retention_seconds)
+            args.append(event.encoded)
         try:
             with self._guard("publish"):
-                await pipe.execute()
+                await self._script()(keys=[key], args=args)
         except ResponseError as exc:
             raise RuntimeError(
                 f"publish to {topic} refused (closed topic or seq reused): {exc}"
             ) from exc
+        self._deliver_local(topic, events)
+
+    def _deliver_local(self, topic: str, events: list[Event]) -> None:
+        """Hand just-stored events to this worker's subscribers that are caught up.
+
+        A run's entries carry their gapless seq as ID, so a subscriber whose
+        cursor is the entry just before misses nothing by taking them now,
+        without reading them back from Redis and decoding them again. Any other
+        subscriber (replaying a backlog, not yet positioned) is left to the
+        reader, which reads from its cursor. Both paths advance the cursor and
+        skip what it already covers: nothing is delivered twice.
+        """
+        follow = self._follows.get(topic)
+        if follow is None:
+            return
+        behind = False
+        for sub in list(follow.subs):
+            for event in events:
+                seq = event.seq
+                if sub.done or seq is None or sub.cursor is None:
+                    behind = behind or not sub.done
+                    break
+                sid = (seq, 0)
+                if sub.cursor >= sid:
+                    continue
+                if sub.cursor != (seq - 1, 0):
+                    behind = True
+                    break
+                sub.cursor = sid
+                sub.offer(event)
+        if behind and follow.key not in self._xread_keys:
+            self._kick()  # the reader skips caught-up local topics: include this one
 
     async def close_topic(self, topic: str) -> None:
         """Append the end marker; subscribers on every worker stop after it."""
-        self._open.pop(topic, None)
+        last = self._open.pop(topic, None)
         key = self._stream_key(topic)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(
@@ -381,6 +448,15 @@ class RedisBus:
         pipe.expire(key, self.settings.retention_seconds)
         with self._guard("close_topic"):
             await pipe.execute()
+        follow = self._follows.get(topic)
+        if follow is not None and last is not None:
+            # Local subscribers that have everything end here, as the reader
+            # would end them on the marker; the others still read up to it.
+            for sub in list(follow.subs):
+                if sub.cursor == (last, 0):
+                    sub.finish()
+            if follow.subs and follow.key not in self._xread_keys:
+                self._kick()
 
     # -- subscribing --------------------------------------------------------
 
@@ -458,10 +534,16 @@ class RedisBus:
                     continue
                 await self._resolve_tips()
                 streams: dict[bytes, str] = {self._wake_key: wake_cursor}
-                for follow in self._follows.values():
+                for topic, follow in self._follows.items():
                     cursors = [s.cursor for s in follow.subs if s.cursor is not None]
-                    if cursors:
-                        streams[follow.key] = _fmt_id(min(cursors))
+                    if not cursors:
+                        continue
+                    low = min(cursors)
+                    published = self._open.get(topic)
+                    if published is not None and low == (published, 0):
+                        continue  # ours, and every follower has it: publish delivers
+                    streams[follow.key] = _fmt_id(low)
+                self._xread_keys = set(streams)
                 self._in_xread = True
                 try:
                     reply = await self._reader_r.xread(
@@ -469,6 +551,7 @@ class RedisBus:
                     )
                 finally:
                     self._in_xread = False
+                    self._xread_keys = set()
                 backoff = BACKOFF_MIN
                 for key, entries in _stream_items(reply):
                     if key == self._wake_key:
@@ -483,13 +566,17 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 if not self._down:
                     log.error("redis reader failed (%s): ending run subscriptions, retrying", exc)
                 self._down = True
                 self._fail_all(BusUnavailable(f"redis connection lost: {exc}"))
                 await asyncio.sleep(backoff * (1 + random.random() / 2))
                 backoff = min(BACKOFF_MAX, backoff * 2)
-            except Exception:
+            except Exception as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 log.exception("redis reader crashed; restarting")
                 self._fail_all(BusUnavailable("redis reader failed"))
                 await asyncio.sleep(backoff)
@@ -691,10 +778,14 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 log.error("redis pub/sub failed (%s); broadcasts are lost until it is back", exc)
                 await asyncio.sleep(backoff * (1 + random.random() / 2))
                 backoff = min(BACKOFF_MAX, backoff * 2)
-            except Exception:
+            except Exception as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 log.exception("redis pub/sub listener crashed; restarting")
                 await asyncio.sleep(backoff)
             finally:
@@ -743,6 +834,8 @@ class RedisBus:
             try:
                 await self.redis.publish(self._control_channel, payload)
             except _REDIS_ERRORS as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 log.error("control message lost (%s): %s", exc, payload)
 
     def _on_control(self, raw: bytes) -> None:
@@ -772,6 +865,8 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if _stop_requested():
+                    raise asyncio.CancelledError from exc
                 if not failing:
                     log.error("heartbeat to redis failed: %s", exc)
                 failing = True
