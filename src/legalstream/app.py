@@ -275,9 +275,10 @@ async def _stop_services(svc: Services) -> None:
     """Graceful shutdown: refuse new work, let runs finish, tell clients (1001)."""
     svc.shutting_down = True
     await svc.runs.shutdown(svc.settings.server.shutdown_grace)
-    # Give pumps a moment to deliver the runs' final frames.
+    # Give pumps and writers a moment to deliver the runs' final frames (closing
+    # drops what is still queued).
     with anyio.move_on_after(1.0):
-        while any(s.info.runs for s in svc.sessions.values()):  # noqa: ASYNC110 - shutdown only
+        while any(s.info.runs or s.info.queue_depth for s in svc.sessions.values()):  # noqa: ASYNC110
             await anyio.sleep(0.02)
     for session in list(svc.sessions.values()):
         session.close(CLOSE_GOING_AWAY, "server shutting down")

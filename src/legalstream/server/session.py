@@ -103,7 +103,8 @@ class Session:
         self._writer_running = False
         #: Set (and replaced) each time the writer hands frames to the server.
         self._progress: anyio.Event | None = None
-        self._wakeup = anyio.Event()
+        #: Set when frames arrive for a writer that waits between a run's bursts.
+        self._more: anyio.Event | None = None
         self._tg: TaskGroup | None = None
         self._subscription: frozenset[str] | None = None
         self.closing = False
@@ -130,9 +131,16 @@ class Session:
         self.info.queue_depth = len(outbox)
         if self._metrics is not None:
             self._metrics.events_delivered(events)
-        if not self._writer_running and self._tg is not None:
+        if self._writer_running:
+            self._wake_writer()
+        elif self._tg is not None:
             self._writer_running = True
             self._tg.start_soon(self._writer)
+
+    def _wake_writer(self) -> None:
+        if self._more is not None:
+            self._more.set()
+            self._more = None
 
     async def send_history(self, events: list[Event]) -> None:
         """Queue stored events (replay, a resume's backlog) as the client takes them.
@@ -157,9 +165,18 @@ class Session:
         self.send_event(error_event(code, message, **kw))
 
     async def _writer(self) -> None:
+        # While the connection follows a run the writer waits for the run's next
+        # burst instead of ending and being started again for it; an idle
+        # connection keeps no writer task (memory per idle connection).
         outbox, info = self._outbox, self.info
         try:
-            while outbox:
+            while True:
+                if not outbox:
+                    if self.closing or not info.runs:
+                        return
+                    self._more = more = anyio.Event()
+                    await more.wait()
+                    continue
                 if self._send_many is not None:
                     n = min(len(outbox), MAX_SEND_BATCH)
                     frames = [outbox.popleft() for _ in range(n)]
@@ -179,6 +196,7 @@ class Session:
             self.close(CLOSE_NORMAL, "")
         finally:
             self._writer_running = False
+            self._more = None
 
     def close(self, code: int, reason: str) -> None:
         """Close from anywhere (reaper, pumps, shutdown); idempotent."""
@@ -189,6 +207,7 @@ class Session:
         if self._progress is not None:  # a paced history send stops waiting
             self._progress.set()
             self._progress = None
+        self._wake_writer()
         if self._tg is not None:
             self._tg.start_soon(self._close, code, reason)
 
@@ -463,3 +482,4 @@ class Session:
             if run_id in self.info.runs:
                 self.info.runs.discard(run_id)
                 self.svc.runs.detach(run_id)
+            self._wake_writer()  # it may end now that there is no run to wait for
