@@ -16,6 +16,7 @@ measured in the same run.
     python bench/fanout.py --quick         # smaller, for a smoke run
     python bench/fanout.py --ws-impls      # compare uvicorn's WebSocket implementations
     python bench/fanout.py --bus redis --workers 2   # the Redis bus (issue 5)
+    python bench/fanout.py --cpu           # server CPU per connection+run and per event
 """
 
 from __future__ import annotations
@@ -350,6 +351,42 @@ async def resume_cost(port: int, events: int) -> float:
         return time.perf_counter() - start
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_cost(kind: str, clients: int = 1000, rounds: int = 3) -> dict[str, float]:
+    """Server CPU per connection+run (1-event runs) and per extra event (50-event runs).
+
+    CPU time of the server process, not wall time, so the client process and
+    the machine's noise matter less; includes each connection's handshake.
+    """
+    per_run: dict[int, float] = {}
+    for events in (1, 50):
+        server = Server(kind, "websockets-sansio", "memory", 1, events)
+        try:
+            await server.wait_ready()
+            await throughput(server.port, 10, 10)  # warm-up
+            before = _cpu_seconds(server.proc.pid)
+            for _ in range(rounds):
+                await throughput(server.port, clients, events)
+            per_run[events] = (_cpu_seconds(server.proc.pid) - before) / (clients * rounds)
+        finally:
+            server.stop()
+    return {"per_run_us": per_run[1] * 1e6, "per_event_us": (per_run[50] - per_run[1]) / 49 * 1e6}
+
+
+async def cpu_driver() -> None:
+    print("server CPU (1,000 clients, 3 rounds each; 1-event and 50-event runs)")
+    for kind in ("starlette", "legalstream"):
+        r = await cpu_cost(kind)
+        print(
+            f"  {kind:12} per connection+run {r['per_run_us']:7.0f} us"
+            f"   per extra event {r['per_event_us']:5.1f} us"
+        )
+
+
 async def measure(
     kind: str, args: argparse.Namespace, ws_impl: str, bus: str = "memory", workers: int = 1
 ) -> dict[str, Any]:
@@ -447,9 +484,15 @@ def main() -> None:
     parser.add_argument("--bus", default="memory", choices=["memory", "redis"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--cpu", action="store_true", help="server CPU per connection+run and per event"
+    )
     args = parser.parse_args()
     if args.cmd == "serve":
         serve_main(args)
+        return
+    if args.cpu:
+        asyncio.run(cpu_driver())
         return
     if args.quick:
         args.loads, args.rss, args.repeat, args.resume = [(100, 50)], [500], 1, True
