@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format eval bench bench-quick clean
+.PHONY: install run test lint format eval bench bench-quick screenshots clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/fanout.py --quick
+
+# Refresh docs/img/ from the browser tests (they use a temp dir otherwise).
+screenshots: install
+	LEGALSTREAM_SCREENSHOTS=$(CURDIR)/docs/img $(VENV)/bin/pytest -q tests/test_web.py -k browser
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache

@@ -4,8 +4,9 @@
   against the real app on uvicorn (ScriptedRunner as producer).
 * ``test_browser_*``: Debian's chromium, headless, driven by Playwright, on the
   real app (retrieval engine + CrewAI offline agent on the sample corpus); saves
-  screenshots to docs/img/. Under ``CI=true`` a missing node/chromium/playwright
-  fails instead of skipping.
+  screenshots to a temp dir, or to ``$LEGALSTREAM_SCREENSHOTS`` (``make
+  screenshots`` refreshes docs/img/ that way). Under ``CI=true`` a missing
+  node/chromium/playwright fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from legalstream.settings import Settings
 from support import ScriptedRunner, live_server
 
 ROOT = Path(__file__).resolve().parents[1]
-IMG = ROOT / "docs" / "img"
+# Not docs/img/ by default: a test run must not rewrite files in the repo.
+IMG = Path(
+    os.environ.get("LEGALSTREAM_SCREENSHOTS") or tempfile.mkdtemp(prefix="legalstream-shots-")
+)
 CHROMIUM = os.environ.get("LEGALSTREAM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
