@@ -28,6 +28,8 @@ DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
+    #: uvicorn worker processes for `legalstream serve`; more than one needs
+    #: rag.store = "qdrant" and the Redis bus (docs/deploy.md).
     workers: int = 1
     #: uvicorn WebSocket implementation; bench/fanout.py measured the choices.
     ws_impl: Literal["websockets-sansio", "websockets", "wsproto", "auto"] = "websockets-sansio"
