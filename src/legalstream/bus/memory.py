@@ -150,40 +150,28 @@ class MemoryBus:
     # -- publishing ---------------------------------------------------------
 
     async def publish(self, topic: str, event: Event) -> None:
-        self.publish_nowait(topic, event)
+        self._publish(topic, [event])
 
     async def publish_many(self, topic: str, events: list[Event]) -> None:
-        if topic == BROADCAST:
-            for event in events:
-                self.publish_nowait(topic, event)
-            return
-        state = self._topic(topic)
-        if state.closed:
-            raise RuntimeError(f"publish to closed topic {topic}")
-        self.published += len(events)
-        state.history.extend(events)
-        for event in reversed(events):
-            if event.seq is not None:
-                state.last_seq = event.seq
-                break
-        # Subscribers share the batch; they only read it.
-        for sub in list(state.subscribers):
-            sub.offer_many(events)
+        self._publish(topic, events)
 
-    def publish_nowait(self, topic: str, event: Event) -> None:
-        self.published += 1
+    def _publish(self, topic: str, events: list[Event]) -> None:
+        self.published += len(events)
         if topic == BROADCAST:
-            for sub in list(self._broadcast):
-                sub.offer(event)
-            return
-        state = self._topic(topic)
-        if state.closed:
-            raise RuntimeError(f"publish to closed topic {topic}")
-        state.history.append(event)
-        if event.seq is not None:
-            state.last_seq = event.seq
-        for sub in list(state.subscribers):
-            sub.offer(event)
+            subscribers = list(self._broadcast)
+        else:
+            state = self._topic(topic)
+            if state.closed:
+                raise RuntimeError(f"publish to closed topic {topic}")
+            state.history.extend(events)
+            for event in reversed(events):
+                if event.seq is not None:
+                    state.last_seq = event.seq
+                    break
+            subscribers = list(state.subscribers)
+        # Subscribers share the batch; they only read it.
+        for sub in subscribers:
+            sub.offer_many(events)
 
     async def close_topic(self, topic: str) -> None:
         state = self._topic(topic)

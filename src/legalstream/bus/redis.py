@@ -82,15 +82,16 @@ StreamId = tuple[int, int]
 ControlHandler = Callable[[str, str, str | None], None]
 
 
-def _stop_requested() -> bool:
-    """This task was cancelled, even if a library swallowed the CancelledError.
+def _raise_if_stopping(exc: BaseException) -> None:
+    """Re-raise as cancellation when this task was cancelled, whatever ``exc`` is.
 
     redis-py can turn a cancellation that lands mid-read into a connection
     error; a loop that retries on those would then run on after ``close()``
     cancelled it, and ``close()`` would wait for it forever.
     """
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError from exc
 
 
 def _parse_id(raw: bytes | str) -> StreamId:
@@ -566,8 +567,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 if not self._down:
                     log.error("redis reader failed (%s): ending run subscriptions, retrying", exc)
                 self._down = True
@@ -575,8 +575,7 @@ class RedisBus:
                 await asyncio.sleep(backoff * (1 + random.random() / 2))
                 backoff = min(BACKOFF_MAX, backoff * 2)
             except Exception as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 log.exception("redis reader crashed; restarting")
                 self._fail_all(BusUnavailable("redis reader failed"))
                 await asyncio.sleep(backoff)
@@ -778,14 +777,12 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 log.error("redis pub/sub failed (%s); broadcasts are lost until it is back", exc)
                 await asyncio.sleep(backoff * (1 + random.random() / 2))
                 backoff = min(BACKOFF_MAX, backoff * 2)
             except Exception as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 log.exception("redis pub/sub listener crashed; restarting")
                 await asyncio.sleep(backoff)
             finally:
@@ -834,8 +831,7 @@ class RedisBus:
             try:
                 await self.redis.publish(self._control_channel, payload)
             except _REDIS_ERRORS as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 log.error("control message lost (%s): %s", exc, payload)
 
     def _on_control(self, raw: bytes) -> None:
@@ -865,8 +861,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _stop_requested():
-                    raise asyncio.CancelledError from exc
+                _raise_if_stopping(exc)
                 if not failing:
                     log.error("heartbeat to redis failed: %s", exc)
                 failing = True
