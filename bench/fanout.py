@@ -36,7 +36,10 @@ import orjson
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "src"))
+if str(ROOT / "src") not in sys.path:
+    # Appended, not prepended: a server started with BENCH_EXTRA_PATH (another
+    # checkout's src/, for A/B runs) must import that checkout's legalstream.
+    sys.path.append(str(ROOT / "src"))
 
 AGENT = "Legal Question Answering Agent"
 #: --ws-impls name for legalstream on uvicorn's own websockets-sansio class,
