@@ -3,19 +3,25 @@
 A run is one question answered by an :class:`~legalstream.agent.api.AgentRunner`
 in a worker thread. Its events travel::
 
-    worker thread ──emit()──► ThreadBridge ──call_soon_threadsafe──► run stream
-        ──publisher task (assigns seq)──► bus.publish(run topic)
+    worker thread ──emit()──► ThreadBridge ──call_soon_threadsafe──► loop callback
+        (numbers them: seq) ──► bus
+
+On the in-process bus the loop callback publishes the batch itself: a run
+costs no task on the event loop, only a queued job for the run threads and
+one callback per burst of events. A bus that must await (Redis) gets one
+publisher task per run instead, fed by the same callback.
 
 The bridge never blocks the event loop and never drops an event: the worker
-thread takes a slot of a bounded semaphore before handing an event over, and
-the publisher gives the slot back once it has taken the event. When the loop
-falls behind, the *worker* waits, not the loop.
+thread takes a slot of a bounded budget before handing an event over, and the
+slot comes back once the event is published. When the loop or the bus falls
+behind, the *worker* waits, not the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -28,7 +34,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
-from legalstream.bus.base import Bus, RunRecord, run_topic
+from legalstream.bus.base import Bus, InlineBus, RunRecord, run_topic
 from legalstream.events import ErrorCode, Event, EventType
 from legalstream.settings import RunSettings
 
@@ -38,7 +44,7 @@ audit_log = logging.getLogger("legalstream.audit")
 AGENT_NAME = "Legal Question Answering Agent"
 TASK_NAME = "Answer legal question"
 
-#: Events one run may have in flight between its thread and the loop.
+#: Events one run may have in flight between its thread and the bus.
 BRIDGE_SLOTS = 256
 
 
@@ -55,46 +61,63 @@ class Run:
     cancel_reason: str | None = None
     status: str = "running"
     seq: int = 0
-    done: anyio.Event = field(default_factory=anyio.Event)
     final: Event | None = None
     cited_doc_ids: list[str] = field(default_factory=list)
     #: Sessions currently streaming this run (any worker's, for resume grace).
     followers: int = 0
     grace_handle: asyncio.TimerHandle | None = None
+    watchdog: asyncio.TimerHandle | None = None
     first_event_at: float | None = None
     #: The run's first frame (query_received, seq 1), numbered at start so that
     #: the session can send it before it answers the connection's next message.
     ack: Event | None = None
     #: The asking client's address, for the audit log.
     client_ip: str | None = None
+    #: Made when somebody waits for the run (most runs nobody does).
+    _done: anyio.Event | None = None
+    _finished: bool = False
 
     @property
     def run_id(self) -> str:
         return self.request.run_id
 
+    @property
+    def done(self) -> anyio.Event:
+        """Set once the run's final event is on the bus and its record saved."""
+        if self._done is None:
+            self._done = anyio.Event()
+            if self._finished:
+                self._done.set()
+        return self._done
+
 
 class ThreadBridge:
-    """Hands events from a worker thread to the loop: bounded, lossless, batched.
+    """Hands a run's events from its worker thread to the loop: bounded, lossless, batched.
 
     A thread appends to a pending list and schedules one loop callback only
     when the list was empty, so a burst of events costs one wake-up of the
-    loop, not one per event. At most :data:`BRIDGE_SLOTS` thread events are in
-    flight (handed over, not yet published); past that the *thread* waits on
-    the bridge's one lock, which is also all an event costs it otherwise.
+    loop, not one per event. The callback passes the batch to ``deliver``.
+    At most :data:`BRIDGE_SLOTS` thread events are in flight (handed over, not
+    yet published); past that the *thread* waits on the bridge's one lock,
+    which is also all an event costs it otherwise.
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        send: MemoryObjectSendStream[tuple[list[Event], int]],
+        run: Run,
+        deliver: Callable[[ThreadBridge, list[Event], int], None],
     ) -> None:
+        self.run = run
         self._loop = loop
-        self._send = send
+        self._deliver = deliver
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._in_flight = 0
         self._pending: list[Event] = []
         self._pending_from_thread = 0
+        #: The publisher task's inbox, on a bus that must await (see RunManager).
+        self.inbox: MemoryObjectSendStream[tuple[list[Event], int]] | None = None
 
     def emit_from_thread(self, event: Event) -> None:
         with self._lock:
@@ -108,26 +131,23 @@ class ThreadBridge:
         self._loop.call_soon_threadsafe(self._flush)
 
     def emit_from_loop(self, event: Event) -> None:
-        """Loop-side events (lifecycle frames) take the same path, keeping order."""
+        """Loop-side events (the opening frames) take the same path, keeping order.
+
+        Delivered from a callback like the thread's, not right away: the
+        session that started the run subscribes first and takes them live.
+        """
         with self._lock:
             self._pending.append(event)
             if len(self._pending) > 1:
                 return
-        self._flush()
-
-    def close(self) -> None:
-        """After the final event: flush what is pending, then end the stream."""
-        self._flush()
-        self._send.close()
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
             from_thread, self._pending_from_thread = self._pending_from_thread, 0
         if batch:
-            # Never blocks: each batch holds at least one slot or is one of the
-            # few loop-side frames, and the stream has room for all of them.
-            self._send.send_nowait((batch, from_thread))
+            self._deliver(self, batch, from_thread)
 
     def release(self, count: int) -> None:
         """``count`` thread events were published: their slots are free again."""
@@ -135,6 +155,68 @@ class ThreadBridge:
             with self._lock:
                 self._in_flight -= count
                 self._room.notify_all()
+
+
+class RunThreads:
+    """The worker threads runs execute in: at most ``size``, first come first served.
+
+    Not a ``ThreadPoolExecutor``: a run needs no future (its result travels as
+    its final event), and these threads are daemons, so a run stuck in a
+    provider call cannot hold up the process's exit once graceful shutdown
+    has given up on it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads = 0
+        #: Threads waiting for a job nobody has promised them yet.
+        self._idle = 0
+        #: Jobs queued while every thread was busy; the next thread to finish takes one.
+        self._unclaimed = 0
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue ``fn(*args)``; never blocks (callers bound what they submit)."""
+        start = False
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+            elif self._threads < self._size:
+                self._threads += 1
+                start = True
+            else:
+                self._unclaimed += 1
+            self._jobs.put((fn, args))
+        if start:
+            name = f"legalstream-run-{self._threads}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args = job
+            try:
+                fn(*args)
+            except BaseException:  # jobs report their own errors; keep the thread
+                log.exception("run thread job failed")
+            del job, fn, args  # hold nothing of a finished run while idle
+            with self._lock:
+                if self._unclaimed > 0:
+                    self._unclaimed -= 1
+                else:
+                    self._idle += 1
+
+    def shutdown(self) -> None:
+        """End the threads once they are idle (a running job finishes first)."""
+        with self._lock:
+            threads, self._threads, self._idle = self._threads, 0, 0
+        for _ in range(threads):
+            self._jobs.put(None)
 
 
 class RunManager:
@@ -150,11 +232,13 @@ class RunManager:
         on_events: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self._bus = bus
+        # The in-process bus publishes without awaiting: a run then needs no task.
+        self._inline: InlineBus | None = bus if isinstance(bus, InlineBus) else None
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
         self._runner_lock = threading.Lock()
         self._settings = settings
-        self._limiter = anyio.CapacityLimiter(max(1, settings.max_concurrent))
+        self._threads = RunThreads(settings.max_concurrent)
         self._runs: dict[str, Run] = {}
         self._tg: TaskGroup | None = None
         self._on_finish = on_finish
@@ -191,6 +275,7 @@ class RunManager:
         with anyio.move_on_after(max(grace, 5.0)):
             for run in list(self._runs.values()):
                 await run.done.wait()
+        self._threads.shutdown()
 
     # -- queries ------------------------------------------------------------
 
@@ -217,7 +302,7 @@ class RunManager:
         connection_id: str | None = None,
         client_ip: str | None = None,
     ) -> Run:
-        """Create a run, publish its first frames and start its thread."""
+        """Create a run, publish its first frames and queue it for a worker thread."""
         if self._tg is None:
             raise RuntimeError("RunManager is not bound to a task group (lifespan not running)")
         if len(self._runs) >= self._settings.max_concurrent + self._settings.max_queued:
@@ -225,14 +310,22 @@ class RunManager:
         run_id = uuid.uuid4().hex
         request = RunRequest(run_id, query, case_id, stream_thinking, user)
         run = Run(request=request, connection_id=connection_id, client_ip=client_ip)
+        loop = asyncio.get_running_loop()
+        if self._inline is not None:
+            self._inline.save_run_now(self._record(run))
+            bridge = ThreadBridge(loop, run, self._publish_now)
+        else:
+            await self._bus.save_run(self._record(run))
+            bridge = ThreadBridge(loop, run, self._to_publisher)
+            # Thread batches hold bridge slots; the few loop-side ones use the spare room.
+            send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](
+                BRIDGE_SLOTS + 8
+            )
+            bridge.inbox = send
+            self._tg.start_soon(self._publisher, bridge, receive)
         self._runs[run_id] = run
         self._per_user[user] = self._per_user.get(user, 0) + 1
         self.started += 1
-        # Thread batches hold bridge slots; the few loop-side ones use the spare room.
-        send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](BRIDGE_SLOTS + 8)
-        loop = asyncio.get_running_loop()
-        bridge = ThreadBridge(loop, send)
-        await self._bus.save_run(self._record(run))
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
         run.ack = self._event(run, EventType.QUERY_RECEIVED, input_data=meta)
         run.seq = run.ack.seq = 1
@@ -244,8 +337,9 @@ class RunManager:
             input_data={"query": query, "case_id": case_id},
         )
         bridge.emit_from_loop(start)
-        self._tg.start_soon(self._publisher, run, receive, bridge)
-        self._tg.start_soon(self._execute, run, bridge)
+        timeout = self._settings.timeout_seconds
+        run.watchdog = loop.call_later(timeout, self.cancel, run_id, f"run exceeded {timeout:g}s")
+        self._threads.submit(self._execute, bridge)
         return run
 
     def _event(self, run: Run, type_: EventType, **fields: Any) -> Event:
@@ -253,29 +347,20 @@ class RunManager:
         fields.setdefault("task", TASK_NAME)
         return Event(type=type_, run_id=run.run_id, **fields)
 
-    async def _execute(self, run: Run, bridge: ThreadBridge) -> None:
+    def _execute(self, bridge: ThreadBridge) -> None:
+        """A run, in its worker thread, from the first step to its final event."""
+        run = bridge.run
         req = run.request
 
         def emit(type_: EventType, **fields: Any) -> None:
             bridge.emit_from_thread(self._event(run, type_, **fields))
 
-        final = self._final_error(run, ErrorCode.CANCELLED, "server shutting down")
-        watchdog = self._watchdog(run)
         try:
-            # Shielded: a worker thread cannot be interrupted, so the task waits
-            # for it; shutdown stops runs through ``cancelled`` instead.
-            with anyio.CancelScope(shield=True):
-                # Building the runner imports CrewAI (seconds): in a thread, once.
-                runner = self._runner or await anyio.to_thread.run_sync(self.runner)
-                if run.cancelled.is_set():
-                    raise RunCancelled
-                outcome: RunOutcome = await anyio.to_thread.run_sync(
-                    runner.run, req, emit, run.cancelled, limiter=self._limiter
-                )
-            run.status = "complete"
-            run.cited_doc_ids = sorted(
-                {c.get("doc_id") for c in outcome.citations if c.get("doc_id")}
-            )
+            if run.cancelled.is_set():  # cancelled while it waited for a thread
+                raise RunCancelled
+            # The first run builds the runner (imports CrewAI: seconds), once.
+            runner = self._runner or self.runner()
+            outcome: RunOutcome = runner.run(req, emit, run.cancelled)
             final = self._event(
                 run,
                 EventType.AGENT_EXECUTION_COMPLETE,
@@ -284,67 +369,94 @@ class RunManager:
                 metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
             )
         except RunCancelled:
-            final = self._final_error(
-                run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled"
-            )
-            run.status = "cancelled"
+            final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason)
         except RunFailed as exc:
             if run.cancelled.is_set():
-                final = self._final_error(
-                    run, ErrorCode.CANCELLED, run.cancel_reason or "run cancelled"
-                )
-                run.status = "cancelled"
+                final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason)
             else:
                 final = self._final_error(run, exc.code, exc.message)
-                run.status = "error"
         except Exception as exc:
             log.exception("run %s failed", run.run_id)
             final = self._final_error(run, ErrorCode.AGENT_FAILED, f"{type(exc).__name__}: {exc}")
-            run.status = "error"
-        finally:
-            watchdog.cancel()
-            run.final = final
-            bridge.emit_from_loop(final)
-            bridge.close()
+        try:
+            bridge.emit_from_thread(final)
+        except RuntimeError:  # the event loop is gone (the process is exiting)
+            pass
 
-    def _final_error(self, run: Run, code: str, message: str) -> Event:
+    def _final_error(self, run: Run, code: str, message: str | None) -> Event:
         req = run.request
         return self._event(
             run,
             EventType.AGENT_EXECUTION_ERROR,
-            error=message,
+            error=message or "run cancelled",
             metadata={"query": req.query, "case_id": req.case_id, "code": str(code)},
             code=str(code),
         )
 
-    def _watchdog(self, run: Run) -> asyncio.TimerHandle:
-        loop = asyncio.get_running_loop()
-        return loop.call_later(
-            self._settings.timeout_seconds,
-            lambda: self.cancel(run.run_id, f"run exceeded {self._settings.timeout_seconds:g}s"),
-        )
+    # -- publishing ---------------------------------------------------------
+
+    def _number(self, run: Run, events: list[Event]) -> bool:
+        """Give a batch its seq numbers; True when it holds the final event."""
+        seq = run.seq
+        final = False
+        for event in events:
+            if event.seq is None:
+                seq += 1
+                event.seq = seq
+            if event.is_final:
+                final = True
+                self._settle(run, event)
+        run.seq = seq
+        if run.first_event_at is None and seq > 2:
+            run.first_event_at = time.time()
+        if self._on_events is not None:
+            self._on_events(events)
+        return final
+
+    def _settle(self, run: Run, final: Event) -> None:
+        """Record how the run ended, from its final event."""
+        run.final = final
+        if final.type is EventType.AGENT_EXECUTION_COMPLETE:
+            run.status = "complete"
+            citations = (final.output_data or {}).get("citations") or []
+            run.cited_doc_ids = sorted({c["doc_id"] for c in citations if c.get("doc_id")})
+        elif final.code == ErrorCode.CANCELLED:
+            run.status = "cancelled"
+        else:
+            run.status = "error"
+
+    def _publish_now(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
+        """In-process bus: number and publish a batch from the bridge's loop callback."""
+        run = bridge.run
+        final = self._number(run, events)
+        assert self._inline is not None
+        topic = run_topic(run.run_id)
+        try:
+            self._inline.publish_now(topic, events)
+        except Exception:
+            log.exception("bus publish failed for run %s", run.run_id)
+        bridge.release(from_thread)
+        if final:
+            self._inline.close_topic_now(topic)
+            self._inline.save_run_now(self._record(run))
+            self._finish(run)
+
+    def _to_publisher(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
+        # Never blocks: each batch holds at least one slot or is one of the few
+        # loop-side frames, and the inbox has room for all of them.
+        assert bridge.inbox is not None
+        bridge.inbox.send_nowait((events, from_thread))
 
     async def _publisher(
-        self,
-        run: Run,
-        receive: MemoryObjectReceiveStream[tuple[list[Event], int]],
-        bridge: ThreadBridge,
+        self, bridge: ThreadBridge, receive: MemoryObjectReceiveStream[tuple[list[Event], int]]
     ) -> None:
-        """Number the run's events in arrival order and put them on the bus."""
+        """A bus that awaits (Redis): number the run's batches and publish them in order."""
+        run = bridge.run
         topic = run_topic(run.run_id)
         try:
             async with receive:
                 async for events, from_thread in receive:
-                    seq = run.seq
-                    for event in events:
-                        if event.seq is None:
-                            seq += 1
-                            event.seq = seq
-                    run.seq = seq
-                    if run.first_event_at is None and seq > 2:
-                        run.first_event_at = time.time()
-                    if self._on_events is not None:
-                        self._on_events(events)
+                    final = self._number(run, events)
                     try:
                         # One call per batch: one Redis round trip, not one per event.
                         await self._bus.publish_many(topic, events)
@@ -353,6 +465,8 @@ class RunManager:
                     # Slots come back only once published: a slow bus slows the
                     # worker thread, never the loop, and nothing piles up.
                     bridge.release(from_thread)
+                    if final:
+                        break
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -363,8 +477,9 @@ class RunManager:
                 self._finish(run)
 
     def _finish(self, run: Run) -> None:
-        if run.grace_handle is not None:
-            run.grace_handle.cancel()
+        for handle in (run.grace_handle, run.watchdog):
+            if handle is not None:
+                handle.cancel()
         if self._runs.pop(run.run_id, None) is not None:
             user = run.request.user
             left = self._per_user.get(user, 1) - 1
@@ -372,7 +487,9 @@ class RunManager:
                 self._per_user[user] = left
             else:
                 self._per_user.pop(user, None)
-        run.done.set()
+        run._finished = True
+        if run._done is not None:
+            run._done.set()
         duration = time.time() - run.started_at
         audit_log.info(
             "query",

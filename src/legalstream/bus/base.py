@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from legalstream.events import Event
 
@@ -129,3 +129,19 @@ class Bus(Protocol):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]: ...
+
+
+@runtime_checkable
+class InlineBus(Protocol):
+    """A bus whose writes complete without awaiting: the in-process one.
+
+    ``RunManager`` publishes a run's events on such a bus straight from the
+    loop callback that receives them from the run's thread, so a run costs no
+    task on the event loop. Same semantics as the awaitable methods.
+    """
+
+    def publish_now(self, topic: str, events: list[Event]) -> None: ...
+
+    def close_topic_now(self, topic: str) -> None: ...
+
+    def save_run_now(self, record: RunRecord) -> None: ...
