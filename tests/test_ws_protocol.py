@@ -14,7 +14,6 @@ import websockets
 from websockets.frames import Frame, Opcode
 
 from legalstream.app import create_app
-from legalstream.server import ws_protocol
 from legalstream.server.ws_protocol import BatchingSansIOProtocol, text_frame_header
 from support import ScriptedRunner, collect_run, live_server, recv_json
 
@@ -53,15 +52,16 @@ async def test_frames_of_every_size_arrive_whole_and_in_order(tmp_settings, padd
 
 
 async def test_a_burst_takes_far_fewer_writes_than_frames(tmp_settings, monkeypatch):
+    # Every batch reaches the transport through _write_frames (one write each),
+    # whether written in place (write_nowait) or by the writer (SEND_MANY).
     writes: list[int] = []
-    real_send = BatchingSansIOProtocol.send
+    real_write = BatchingSansIOProtocol._write_frames
 
-    async def counting_send(self, message):
-        if message["type"] == ws_protocol.SEND_MANY:
-            writes.append(len(message["frames"]))
-        await real_send(self, message)
+    def counting_write(self, frames):
+        writes.append(len(frames))
+        real_write(self, frames)
 
-    monkeypatch.setattr(BatchingSansIOProtocol, "send", counting_send)
+    monkeypatch.setattr(BatchingSansIOProtocol, "_write_frames", counting_write)
     runner = ScriptedRunner(steps=1, chunks=2000)
     app = create_app(tmp_settings, runner_factory=lambda svc: runner)
     with live_server(app, tmp_settings) as srv:

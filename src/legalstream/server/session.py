@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -22,7 +23,13 @@ from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from legalstream.audit import audit_refused
-from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.bus.base import (
+    BusUnavailable,
+    Subscription,
+    SubscriptionOverflow,
+    UnknownTopic,
+    run_topic,
+)
 from legalstream.events import (
     LIFECYCLE_TYPES,
     ErrorCode,
@@ -94,9 +101,14 @@ class Session:
         # Starlette's WebSocket.send only passes the standard message types; the
         # batched send is an extension of our uvicorn protocol, so it goes to the
         # raw ASGI send, and only when the server advertised it.
-        self._send_many = (
-            websocket._send if SEND_MANY in websocket.scope.get("extensions", {}) else None
+        extension = websocket.scope.get("extensions", {}).get(SEND_MANY)
+        self._send_many = websocket._send if extension is not None else None
+        #: Writes frames in place when the transport takes them without waiting.
+        self._write_nowait: Callable[[list[bytes]], bool] | None = (
+            extension.get("write_nowait") if extension is not None else None
         )
+        #: The writer holds frames it took from the outbox but has not written yet.
+        self._writer_holds = False
         self._capacity = svc.settings.server.send_queue_size
         self.info.queue_capacity = self._capacity
         self._metrics = svc.metrics
@@ -116,10 +128,22 @@ class Session:
         self.send_events([event])
 
     def send_events(self, events: list[Event]) -> None:
-        """Queue frames in order; never waits. A full outbox marks a slow consumer."""
+        """Send frames in order; never waits. A full outbox marks a slow consumer."""
         if self.closing:
             return
         outbox = self._outbox
+        frames: list[bytes] | None = None
+        if not outbox and not self._writer_holds and self._write_nowait is not None:
+            # Nothing of ours is queued, so these overtake nothing: write them in
+            # place when the transport takes them (ws_protocol.write_nowait).
+            frames = frames_for(events, self.id)
+            if self._write_nowait(frames):
+                info = self.info
+                info.messages_sent += len(frames)
+                info.last_sent = time.time()
+                if self._metrics is not None:
+                    self._metrics.events_delivered(events)
+                return
         if len(outbox) + len(events) > self._capacity:
             self.info.dropped += 1
             if self._metrics is not None:
@@ -127,7 +151,7 @@ class Session:
                 self._metrics.slow_consumer("send_buffer_full")
             self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
             return
-        outbox.extend(frames_for(events, self.id))
+        outbox.extend(frames if frames is not None else frames_for(events, self.id))
         self.info.queue_depth = len(outbox)
         if self._metrics is not None:
             self._metrics.events_delivered(events)
@@ -181,7 +205,11 @@ class Session:
                     n = min(len(outbox), MAX_SEND_BATCH)
                     frames = [outbox.popleft() for _ in range(n)]
                     info.queue_depth = len(outbox)
-                    await self._send_many({"type": SEND_MANY, "frames": frames})
+                    self._writer_holds = True
+                    try:
+                        await self._send_many({"type": SEND_MANY, "frames": frames})
+                    finally:
+                        self._writer_holds = False
                 else:
                     n = 1
                     frame = outbox.popleft()
@@ -437,13 +465,20 @@ class Session:
         assert self._tg is not None
         self.info.runs.add(run_id)
         self.svc.runs.attach(run_id)
-        self._tg.start_soon(self._pump, run_id, after_seq, allowed, backlog_until)
+        # Subscribed now, not when the pump first runs: the run's next events
+        # then arrive live instead of through the bus's history.
+        sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
+        self._tg.start_soon(self._pump, sub, run_id, after_seq, allowed, backlog_until)
 
     async def _pump(
-        self, run_id: str, after_seq: int, allowed: EventFilter, backlog_until: int = 0
+        self,
+        sub: Subscription,
+        run_id: str,
+        after_seq: int,
+        allowed: EventFilter,
+        backlog_until: int = 0,
     ) -> None:
         """Stream a run to this client; events up to ``backlog_until`` are history."""
-        sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
         try:
             while True:
                 try:

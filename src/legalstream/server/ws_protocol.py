@@ -15,6 +15,15 @@ writes changes. Flow control is kept: like uvicorn's own ``send``, a batch
 waits while the transport is paused above its high-water mark, so a slow
 client still backs the writer up and trips the slow-consumer policy.
 
+The extension's entry in ``scope["extensions"]`` also carries ``write_nowait``:
+a plain function that writes a batch at once when the transport takes it
+without waiting (not paused, connection open) and returns False otherwise.
+With a thousand clients asking at the same moment, a frame that waits for a
+writer task waits for every other connection's turn on the event loop first;
+the client sat idle for that long, then the server did while the client caught
+up. Written in place, frames reach the client as they are made. The app keeps
+its own order: it writes in place only when nothing of its own is queued.
+
 An app that does not see the extension in ``scope["extensions"]`` (another
 server, or this app mounted under one) sends frame by frame as usual.
 """
@@ -54,7 +63,7 @@ class BatchingSansIOProtocol(WebSocketsSansIOProtocol):
         # The ASGI task was created but has not run yet: it sees this key.
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][SEND_MANY] = {}
+            scope["extensions"][SEND_MANY] = {"write_nowait": self.write_nowait}
 
     async def send(self, message: Any) -> None:
         if message["type"] != SEND_MANY:
@@ -64,16 +73,37 @@ class BatchingSansIOProtocol(WebSocketsSansIOProtocol):
         conn = self.conn
         if self.disconnected or self.close_sent or conn.state is not State.OPEN:
             raise ClientDisconnected()
+        self._write_frames(message["frames"])
+
+    def write_nowait(self, frames: list[bytes]) -> bool:
+        """Write text frames now if nothing stands in the way; False if the caller must wait.
+
+        In the way: the transport is paused above its high-water mark (the
+        client is behind), or the connection is not open. The caller then
+        queues the frames and sends them with ``SEND_MANY``, which waits.
+        """
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or self.close_sent
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self._write_frames(frames)
+        return True
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        conn = self.conn
         # Control frames websockets has queued (a pong) go first, whole.
         out = conn.data_to_send()
         if conn.extensions:
             # A negotiated extension (permessage-deflate) transforms frames:
             # let websockets build them; still one write for the batch.
-            for data in message["frames"]:
+            for data in frames:
                 conn.send_text(data)
             out += conn.data_to_send()
         else:
-            for data in message["frames"]:
+            for data in frames:
                 out.append(text_frame_header(len(data)))
                 out.append(data)
         self.transport.write(b"".join(out))
