@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,8 @@ class Run:
     #: Made when somebody waits for the run (most runs nobody does).
     _done: anyio.Event | None = None
     _finished: bool = False
+    #: Holds one of RunManager's max_concurrent places.
+    _admitted: bool = False
 
     @property
     def run_id(self) -> str:
@@ -239,6 +242,11 @@ class RunManager:
         self._runner_lock = threading.Lock()
         self._settings = settings
         self._threads = RunThreads(settings.max_concurrent)
+        #: Runs holding one of the max_concurrent places: from being handed to a
+        #: thread until their final event is published.
+        self._admitted = 0
+        #: Runs waiting for a place, first come first served.
+        self._waiting: deque[ThreadBridge] = deque()
         self._runs: dict[str, Run] = {}
         self._tg: TaskGroup | None = None
         self._on_finish = on_finish
@@ -339,8 +347,25 @@ class RunManager:
         bridge.emit_from_loop(start)
         timeout = self._settings.timeout_seconds
         run.watchdog = loop.call_later(timeout, self.cancel, run_id, f"run exceeded {timeout:g}s")
-        self._threads.submit(self._execute, bridge)
+        self._waiting.append(bridge)
+        self._admit()
         return run
+
+    def _admit(self) -> None:
+        """Hand waiting runs to the threads while fewer than max_concurrent are in flight.
+
+        A place is given back when a run's final event is *published*, not when
+        its thread returns: a thread that outran the loop does not start the
+        next run while its events still wait for the loop. Events then never
+        pile up between the threads and the bus (at most max_concurrent runs'
+        worth), and they go out about as soon as they are made.
+        """
+        limit = max(1, self._settings.max_concurrent)
+        while self._waiting and self._admitted < limit:
+            bridge = self._waiting.popleft()
+            bridge.run._admitted = True
+            self._admitted += 1
+            self._threads.submit(self._execute, bridge)
 
     def _event(self, run: Run, type_: EventType, **fields: Any) -> Event:
         fields.setdefault("agent_name", AGENT_NAME)
@@ -477,6 +502,10 @@ class RunManager:
                 self._finish(run)
 
     def _finish(self, run: Run) -> None:
+        if run._admitted:
+            run._admitted = False
+            self._admitted -= 1
+            self._admit()
         for handle in (run.grace_handle, run.watchdog):
             if handle is not None:
                 handle.cancel()

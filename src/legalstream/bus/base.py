@@ -8,10 +8,12 @@ Two kinds of topic exist:
 * the broadcast topic (:data:`BROADCAST`): notifications to every connection,
   no history.
 
-A subscription is an async iterator of events (or of batches of them, with
-``next_batch``). It ends when the topic is
-closed (the run finished) and raises :class:`SubscriptionOverflow` when its
-consumer fell further behind than its bounded buffer allows.
+A topic is consumed in one of two ways. A subscription (``subscribe``) is an
+async iterator of events (or of batches of them, with ``next_batch``) with its
+own bounded buffer; it ends when the topic is closed (the run finished) and
+raises :class:`SubscriptionOverflow` when its consumer fell further behind than
+the buffer allows. A follower (``follow``) has events pushed into it as they
+are published, with no task of its own: what sessions use to stream runs.
 """
 
 from __future__ import annotations
@@ -93,6 +95,20 @@ class Subscription(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Follower(Protocol):
+    """Takes a topic's events as the bus has them (push; ``Bus.follow``).
+
+    Called on the event loop, in publish order; must neither block nor raise.
+    """
+
+    def deliver(self, events: list[Event]) -> None: ...
+
+    def end(self, error: Exception | None = None) -> None:
+        """No more events: the topic closed, or ``error`` (a ``SubscriptionOverflow``
+        or ``BusUnavailable``) cut the follower off. Possibly called more than once."""
+        ...
+
+
 class Bus(Protocol):
     """Same interface for the in-process and the Redis implementation."""
 
@@ -118,6 +134,16 @@ class Bus(Protocol):
         The caller must check coverage with :meth:`history` first when it
         needs to know whether events were lost (resume).
         """
+        ...
+
+    def follow(self, topic: str, follower: Follower, *, after_seq: int | None = None) -> None:
+        """Deliver the topic's events to ``follower`` (after replaying history past
+        ``after_seq``) until the topic closes or ``unfollow``. The in-process bus
+        calls it from ``publish`` itself; Redis from a task reading a subscription."""
+        ...
+
+    def unfollow(self, topic: str, follower: Follower) -> None:
+        """Stop delivering to ``follower``; idempotent."""
         ...
 
     async def history(self, topic: str, *, after_seq: int = 0) -> History:

@@ -28,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from legalstream.bus.base import (
     BROADCAST,
+    Follower,
     History,
     RunRecord,
     SubscriptionOverflow,
@@ -54,16 +55,13 @@ class MemorySubscription:
         self._current: deque[Event] = deque()
         self.overflowed = False
 
-    def offer(self, event: Event) -> None:
-        self.offer_many([event])
-
-    def offer_many(self, events: list[Event]) -> None:
+    def deliver(self, events: list[Event]) -> None:
         """Hand over a batch without waiting; overflow ends the subscription."""
         if self.overflowed or not events:
             return
         if self._queued + len(events) > self._buffer:
             self.overflowed = True
-            self.finish()
+            self.end()
             return
         try:
             self._send.send_nowait(events)
@@ -71,7 +69,7 @@ class MemorySubscription:
             return
         self._queued += len(events)
 
-    def finish(self) -> None:
+    def end(self, error: Exception | None = None) -> None:
         """No more events: the consumer drains what is buffered, then stops."""
         self._send.close()
         if self._topic is not None:
@@ -111,7 +109,7 @@ class MemorySubscription:
         return self._current.popleft()
 
     async def aclose(self) -> None:
-        self.finish()
+        self.end()
         self._receive.close()
 
 
@@ -124,7 +122,8 @@ class _Topic:
         self.frames: deque[bytes] = deque(maxlen=history_size)
         self.last_seq = 0
         self.closed = False
-        self.subscribers: set[MemorySubscription] = set()
+        #: Pull subscriptions and pushed-to followers alike (both are Followers).
+        self.subscribers: set[Follower] = set()
 
     def keep(self, events: list[Event]) -> None:
         for event in events:
@@ -165,7 +164,7 @@ class MemoryBus:
         self._topics: dict[str, _Topic] = {}
         # Finished topics in the order they finished, for bounded retention.
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._broadcast: set[MemorySubscription] = set()
+        self._broadcast: set[Follower] = set()
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
         self.published = 0
 
@@ -175,9 +174,9 @@ class MemoryBus:
     async def close(self) -> None:
         for topic in list(self._topics.values()):
             for sub in list(topic.subscribers):
-                sub.finish()
+                sub.end()
         for sub in list(self._broadcast):
-            sub.finish()
+            sub.end()
 
     # -- publishing ---------------------------------------------------------
 
@@ -200,7 +199,7 @@ class MemoryBus:
             subscribers = list(state.subscribers)
         # Subscribers share the batch; they only read it.
         for sub in subscribers:
-            sub.offer_many(events)
+            sub.deliver(events)
 
     async def close_topic(self, topic: str) -> None:
         self.close_topic_now(topic)
@@ -209,7 +208,7 @@ class MemoryBus:
         state = self._topic(topic)
         state.closed = True
         for sub in list(state.subscribers):
-            sub.finish()
+            sub.end()
         self._finished[topic] = None
         while len(self._finished) > self._history_runs:
             old, _ = self._finished.popitem(last=False)
@@ -227,12 +226,43 @@ class MemoryBus:
         backlog = state.after(after_seq) if after_seq is not None else []
         # The replayed backlog must fit whole; live events then get the normal buffer.
         sub = MemorySubscription(state, self._buffer + len(backlog))
-        sub.offer_many(backlog)
+        sub.deliver(backlog)
         if state.closed:
-            sub.finish()
+            sub.end()
         else:
             state.subscribers.add(sub)
         return sub
+
+    def follow(self, topic: str, follower: Follower, *, after_seq: int | None = None) -> None:
+        """Push the topic's events into ``follower`` as they are published: no task, no buffer.
+
+        The follower's own bound (a session's send queue) is the only one.
+        With ``after_seq``, the history after it is delivered first, before
+        this returns.
+        """
+        if topic == BROADCAST:
+            self._broadcast.add(follower)
+            return
+        state = self._topic(topic)
+        if not state.closed:
+            # Added first: a follower that ends on the backlog's final event
+            # unfollows, and must find itself here to be removed.
+            state.subscribers.add(follower)
+        if after_seq is not None:
+            backlog = state.after(after_seq)
+            if backlog:
+                follower.deliver(backlog)
+        if state.closed:
+            follower.end()
+
+    def unfollow(self, topic: str, follower: Follower) -> None:
+        """Stop pushing to ``follower``; idempotent."""
+        if topic == BROADCAST:
+            self._broadcast.discard(follower)
+            return
+        state = self._topics.get(topic)
+        if state is not None:
+            state.subscribers.discard(follower)
 
     async def history(self, topic: str, *, after_seq: int = 0) -> History:
         state = self._topics.get(topic)

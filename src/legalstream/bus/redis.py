@@ -55,6 +55,7 @@ from redis.exceptions import RedisError, ResponseError
 from legalstream.bus.base import (
     BROADCAST,
     BusUnavailable,
+    Follower,
     History,
     RunRecord,
     SubscriptionOverflow,
@@ -226,6 +227,8 @@ class RedisBus:
         self._reader_r: aioredis.Redis | None = None
         self._pubsub_r: aioredis.Redis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Followers (Bus.follow) and the task feeding each one.
+        self._feeds: dict[Follower, asyncio.Task[Any]] = {}
         # run topics with local subscribers, and live-only broadcast subscribers
         self._follows: dict[str, _Follow] = {}
         self._broadcast: set[RedisSubscription] = set()
@@ -487,6 +490,28 @@ class RedisBus:
         follow.subs.add(sub)
         self._kick()
         return sub
+
+    def follow(self, topic: str, follower: Follower, *, after_seq: int | None = None) -> None:
+        """Push a subscription's batches into ``follower`` from a task (Bus.follow)."""
+        sub = self.subscribe(topic, after_seq=after_seq)
+        self._feeds[follower] = self._spawn(self._feed(sub, follower), "feed")
+
+    def unfollow(self, topic: str, follower: Follower) -> None:
+        task = self._feeds.pop(follower, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _feed(self, sub: RedisSubscription, follower: Follower) -> None:
+        try:
+            while True:
+                follower.deliver(await sub.next_batch())
+        except StopAsyncIteration:
+            follower.end()
+        except (SubscriptionOverflow, BusUnavailable) as exc:
+            follower.end(exc)
+        finally:
+            self._feeds.pop(follower, None)
+            await sub.aclose()
 
     def _discard(self, sub: RedisSubscription) -> None:
         if sub.topic == BROADCAST:

@@ -1,31 +1,32 @@
 """One WebSocket connection on ``/ws/query``: read commands, stream runs.
 
-Per connection there is one reader (the handler itself), one outbox with a
-writer task that exists only while frames are queued, and one pump task per
-run the connection follows. Pumps never await the socket: they put encoded
-frames into the bounded outbox, so a slow client cannot stall the bus or other
-clients. When the outbox is full the client is a *slow consumer* and the
-connection is closed with 1013 (try again later); a resume picks its runs up
-again (docs/protocol.md, "Slow consumers").
+Per connection there is one reader (the handler itself) and, per run it
+streams, a :class:`RunFollower` the bus pushes the run's events into. Nothing
+on that path awaits the socket: frames are written in place when the transport
+takes them at once, and otherwise queue in the bounded outbox for a writer
+task that exists only while frames are queued or a run is followed. A slow
+client therefore cannot stall the bus or other clients. When the outbox is
+full the client is a *slow consumer* and the connection is closed with 1013
+(try again later); a resume picks its runs up again (docs/protocol.md, "Slow
+consumers").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from legalstream.audit import audit_refused
 from legalstream.bus.base import (
     BusUnavailable,
-    Subscription,
     SubscriptionOverflow,
     UnknownTopic,
     run_topic,
@@ -117,8 +118,14 @@ class Session:
         self._progress: anyio.Event | None = None
         #: Set when frames arrive for a writer that waits between a run's bursts.
         self._more: anyio.Event | None = None
-        self._tg: TaskGroup | None = None
+        #: The scope of serve(): set while the connection is served.
+        self._scope: anyio.CancelScope | None = None
+        #: Writer, closer and pacer tasks. Spawned with asyncio, not a task group:
+        #: the bus pushes events from loop callbacks, where anyio cannot spawn.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: frozenset[str] | None = None
+        #: The runs this connection streams, by run id.
+        self._follows: dict[str, RunFollower] = {}
         self.closing = False
 
     # -- outbound -----------------------------------------------------------
@@ -157,9 +164,9 @@ class Session:
             self._metrics.events_delivered(events)
         if self._writer_running:
             self._wake_writer()
-        elif self._tg is not None:
+        elif self._scope is not None:
             self._writer_running = True
-            self._tg.start_soon(self._writer)
+            self._spawn(self._writer())
 
     def _wake_writer(self) -> None:
         if self._more is not None:
@@ -236,8 +243,8 @@ class Session:
             self._progress.set()
             self._progress = None
         self._wake_writer()
-        if self._tg is not None:
-            self._tg.start_soon(self._close, code, reason)
+        if self._scope is not None:
+            self._spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         # A peer that never reads may never take the close frame either.
@@ -246,8 +253,18 @@ class Session:
                 await self.ws.close(code, reason)
             except Exception:
                 pass
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()  # ends the read loop, which awaits the client
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: task failed", self.id, exc_info=task.exception())
 
     # -- main loop ----------------------------------------------------------
 
@@ -258,8 +275,8 @@ class Session:
         if self._metrics is not None:
             self._metrics.connection_opened()
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
+            with anyio.CancelScope() as scope:
+                self._scope = scope
                 self.send_event(
                     Event(
                         type=EventType.CONNECTION_ESTABLISHED,
@@ -272,11 +289,18 @@ class Session:
                     )
                 )
                 await self._read_loop()
-                tg.cancel_scope.cancel()
         finally:
-            self._tg = None
+            self._scope = None
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(tasks)
             svc.registry.remove(self.id)
             svc.sessions.pop(self.id, None)
+            for follower in list(self._follows.values()):
+                follower.finish()
             for run_id in list(self.info.runs):
                 svc.runs.detach(run_id)
             self.info.runs.clear()
@@ -462,59 +486,131 @@ class Session:
     def _follow(
         self, run_id: str, after_seq: int, allowed: EventFilter, *, backlog_until: int = 0
     ) -> None:
-        assert self._tg is not None
         self.info.runs.add(run_id)
         self.svc.runs.attach(run_id)
-        # Subscribed now, not when the pump first runs: the run's next events
-        # then arrive live instead of through the bus's history.
-        sub = self.svc.bus.subscribe(run_topic(run_id), after_seq=after_seq)
-        self._tg.start_soon(self._pump, sub, run_id, after_seq, allowed, backlog_until)
+        follower = RunFollower(self, run_id, after_seq, allowed, backlog_until)
+        self._follows[run_id] = follower
+        # On the in-process bus, this delivers the backlog before it returns.
+        self.svc.bus.follow(follower.topic, follower, after_seq=after_seq)
 
-    async def _pump(
+
+class RunFollower:
+    """One run a connection streams: the bus pushes the run's events in here.
+
+    Live events go straight to :meth:`Session.send_events` from the bus's
+    publish, with no task per run and no buffer of their own (the session's
+    send queue is the bound). History (events up to ``backlog_until``: a
+    resume's backlog) goes out as the client takes it, from a pacing task;
+    whatever arrives meanwhile waits behind it, in order.
+    """
+
+    __slots__ = (
+        "_ended",
+        "_final",
+        "_paced",
+        "after_seq",
+        "allowed",
+        "backlog_until",
+        "done",
+        "run_id",
+        "session",
+        "topic",
+    )
+
+    def __init__(
         self,
-        sub: Subscription,
+        session: Session,
         run_id: str,
         after_seq: int,
         allowed: EventFilter,
-        backlog_until: int = 0,
+        backlog_until: int,
     ) -> None:
-        """Stream a run to this client; events up to ``backlog_until`` are history."""
-        try:
-            while True:
-                try:
-                    batch = await sub.next_batch()
-                except StopAsyncIteration:
-                    break
-                frames: list[Event] = []
-                final = False
-                for event in batch:
-                    # Live events can include what the caller already has (the ack).
-                    if event.seq is not None and event.seq <= after_seq:
-                        continue
-                    if allowed(event):
-                        frames.append(event)
-                    if event.is_final:
-                        final = True
-                        break
-                history = 0
-                while history < len(frames) and (frames[history].seq or 0) <= backlog_until:
-                    history += 1
-                if history:
-                    await self.send_history(frames[:history])
-                    frames = frames[history:]
-                if frames:
-                    self.send_events(frames)
-                if final:
-                    break
-        except SubscriptionOverflow:
-            if self._metrics is not None and not self.closing:
-                self._metrics.slow_consumer("fell_behind_run")
-            self.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
-        except BusUnavailable:
-            self.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
-        finally:
-            await sub.aclose()
-            if run_id in self.info.runs:
-                self.info.runs.discard(run_id)
-                self.svc.runs.detach(run_id)
-            self._wake_writer()  # it may end now that there is no run to wait for
+        self.session = session
+        self.run_id = run_id
+        self.topic = run_topic(run_id)
+        self.after_seq = after_seq
+        self.allowed = allowed
+        self.backlog_until = backlog_until
+        self.done = False
+        self._paced: deque[Event] | None = None
+        self._final = False
+        self._ended = False
+
+    def deliver(self, events: list[Event]) -> None:
+        if self.done:
+            return
+        frames: list[Event] = []
+        final = False
+        after, allowed = self.after_seq, self.allowed
+        for event in events:
+            # Live events can include what the caller already has (the ack).
+            if event.seq is not None and event.seq <= after:
+                continue
+            if allowed(event):
+                frames.append(event)
+            if event.is_final:
+                final = True
+                break
+        if self._paced is not None or (frames and (frames[0].seq or 0) <= self.backlog_until):
+            self._pace(frames, final)
+            return
+        if frames:
+            self.session.send_events(frames)
+        if final:
+            self.finish()
+
+    def end(self, error: Exception | None = None) -> None:
+        if self.done:
+            return
+        session = self.session
+        if isinstance(error, SubscriptionOverflow):
+            if session._metrics is not None and not session.closing:
+                session._metrics.slow_consumer("fell_behind_run")
+            session.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
+        elif isinstance(error, BusUnavailable):
+            session.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
+        elif self._paced is not None:
+            self._ended = True  # the pacer finishes once the history is out
+            return
+        self.finish()
+
+    def finish(self) -> None:
+        """Stop following: unsubscribe, detach from the run, let the writer end."""
+        if self.done:
+            return
+        self.done = True
+        session = self.session
+        session.svc.bus.unfollow(self.topic, self)
+        session._follows.pop(self.run_id, None)
+        if self.run_id in session.info.runs:
+            session.info.runs.discard(self.run_id)
+            session.svc.runs.detach(self.run_id)
+        session._wake_writer()  # it may end now that there is no run to wait for
+
+    def _pace(self, frames: list[Event], final: bool) -> None:
+        session = self.session
+        if self._paced is None:
+            if session._scope is None:
+                return
+            self._paced = deque()
+            session._spawn(self._pacer())
+        self._paced.extend(frames)
+        self._final = self._final or final
+        # History may be long; live events behind it get the bus's usual room.
+        room = session.svc.settings.bus.subscriber_buffer + max(
+            0, self.backlog_until - self.after_seq
+        )
+        if len(self._paced) > room:
+            self.end(SubscriptionOverflow("fell behind while history was sent"))
+
+    async def _pacer(self) -> None:
+        paced = self._paced
+        assert paced is not None
+        session = self.session
+        step = max(1, session._capacity // 2)
+        while paced and not self.done and not session.closing:
+            chunk = [paced.popleft() for _ in range(min(step, len(paced)))]
+            await session.send_history(chunk)
+        self._paced = None
+        if self._final or self._ended:
+            self.finish()
