@@ -96,6 +96,22 @@ async def make_bus(request: pytest.FixtureRequest):
         await bus.close()
 
 
+class Recorder:
+    """A Follower that records what the bus pushes into it."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.ends: list[Exception | None] = []
+        self.ended = anyio.Event()
+
+    def deliver(self, events: list[Event]) -> None:
+        self.events.extend(events)
+
+    def end(self, error: Exception | None = None) -> None:
+        self.ends.append(error)
+        self.ended.set()
+
+
 @pytest.fixture
 async def workers(redis_bus_settings: BusSettings):
     """``await workers(n, **settings)``: n started RedisBus instances = n workers."""
@@ -115,6 +131,69 @@ async def workers(redis_bus_settings: BusSettings):
 
 
 # -- the Bus contract (memory and redis) ----------------------------------------
+
+
+async def test_follow_replays_after_seq_then_pushes_live_then_ends(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    for seq in (1, 2, 3):
+        await bus.publish(topic, ev(seq))
+    rec = Recorder()
+    bus.follow(topic, rec, after_seq=1)
+    for seq in (4, 5):
+        await bus.publish(topic, ev(seq))
+    await bus.publish(topic, final(6))
+    await bus.close_topic(topic)
+    with anyio.fail_after(5):
+        await rec.ended.wait()
+    assert [e.seq for e in rec.events] == [2, 3, 4, 5, 6]
+    assert rec.ends[0] is None
+
+
+async def test_unfollow_stops_delivery(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    rec, other = Recorder(), Recorder()
+    bus.follow(topic, rec, after_seq=0)
+    bus.follow(topic, other, after_seq=0)
+    await bus.publish(topic, ev(1))
+    with anyio.fail_after(5):
+        while not rec.events:
+            await anyio.sleep(0.01)
+    bus.unfollow(topic, rec)
+    bus.unfollow(topic, rec)  # idempotent
+    await bus.publish(topic, ev(2))
+    await bus.publish(topic, final(3))
+    await bus.close_topic(topic)
+    with anyio.fail_after(5):
+        await other.ended.wait()
+    assert [e.seq for e in rec.events] == [1]
+    assert [e.seq for e in other.events] == [1, 2, 3]
+
+
+async def test_follow_of_a_finished_run_delivers_its_history_then_ends(make_bus):
+    bus = await make_bus()
+    topic = new_topic()
+    await bus.publish_many(topic, [ev(1), ev(2), final(3)])
+    await bus.close_topic(topic)
+    rec = Recorder()
+    bus.follow(topic, rec, after_seq=0)
+    with anyio.fail_after(5):
+        await rec.ended.wait()
+    assert [e.seq for e in rec.events] == [1, 2, 3]
+    assert rec.events[-1].is_final
+
+
+async def test_memory_bus_pushes_to_followers_inside_publish():
+    # The session path on the in-process bus: no task and no buffer per follower.
+    bus = MemoryBus()
+    topic = new_topic()
+    rec = Recorder()
+    tasks = len(asyncio.all_tasks())
+    bus.follow(topic, rec, after_seq=0)
+    bus.publish_now(topic, [ev(1), ev(2)])
+    assert [e.seq for e in rec.events] == [1, 2]  # delivered before publish returned
+    assert len(asyncio.all_tasks()) == tasks
 
 
 async def test_subscribe_then_publish_then_close(make_bus):
