@@ -2,8 +2,8 @@
 
 Each of N clients (in this process) sends one query; the server streams K run
 events back. For legalstream the events come from a synthetic producer that
-emits them in a worker thread through the real path (thread bridge, run
-publisher, bus, session outbox, uvicorn); the baselines send the same
+emits them in a worker thread through the real path (RunManager's threads and
+thread bridge, bus, session follower and send path, uvicorn); the baselines send the same
 pre-encoded frames from a bare Starlette endpoint on the same uvicorn settings,
 and from a bare ``websockets`` server. Servers run in a separate process.
 

@@ -275,7 +275,7 @@ async def _stop_services(svc: Services) -> None:
     """Graceful shutdown: refuse new work, let runs finish, tell clients (1001)."""
     svc.shutting_down = True
     await svc.runs.shutdown(svc.settings.server.shutdown_grace)
-    # Give pumps and writers a moment to deliver the runs' final frames (closing
+    # Give writers and pacing tasks a moment to deliver the runs' final frames (closing
     # drops what is still queued).
     with anyio.move_on_after(1.0):
         while any(s.info.runs or s.info.queue_depth for s in svc.sessions.values()):  # noqa: ASYNC110

@@ -75,7 +75,8 @@ class BusSettings(BaseModel):
 
 
 class RunSettings(BaseModel):
-    #: Runs executing at once in this process (worker threads).
+    #: Runs in flight at once in this process (worker threads); a run keeps its
+    #: place until its final event is published.
     max_concurrent: int = 16
     #: Runs waiting for a worker thread before new queries get ``server_busy``.
     max_queued: int = 256
