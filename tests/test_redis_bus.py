@@ -196,6 +196,35 @@ async def test_memory_bus_pushes_to_followers_inside_publish():
     assert len(asyncio.all_tasks()) == tasks
 
 
+async def test_finish_run_publishes_closes_and_saves_in_one_call(make_bus):
+    bus = await make_bus()
+    run_id = uuid.uuid4().hex
+    topic = run_topic(run_id)
+    rec = Recorder()
+    bus.follow(topic, rec, after_seq=0)
+    await bus.publish_many(topic, [ev(1, run_id), ev(2, run_id)])
+    record = RunRecord(
+        run_id=run_id,
+        query="q",
+        case_id=7,
+        user="u",
+        status="complete",
+        started_at=time.time(),
+        ended_at=time.time(),
+        event_count=3,
+        final=final(3, run_id).to_dict(),
+    )
+    await bus.finish_run(topic, [final(3, run_id)], record)
+    with anyio.fail_after(5):
+        await rec.ended.wait()
+    assert [e.seq for e in rec.events] == [1, 2, 3] and rec.ends == [None]
+    history = await bus.history(topic)
+    assert history.closed and [e.seq for e in history.events] == [1, 2, 3]
+    saved = await bus.get_run(run_id)
+    assert saved is not None and saved.status == "complete" and saved.event_count == 3
+    assert [r.run_id for r in await bus.list_runs(case_id=7)] == [run_id]
+
+
 async def test_subscribe_then_publish_then_close(make_bus):
     bus = await make_bus()
     topic = new_topic()
@@ -640,3 +669,20 @@ async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
             await bus.close()
     finally:
         server.stop()
+
+
+async def test_memory_bus_cuts_off_a_failing_follower_and_serves_the_rest():
+    bus = MemoryBus()
+    topic = new_topic()
+
+    class Broken(Recorder):
+        def deliver(self, events: list[Event]) -> None:
+            raise ValueError("boom")
+
+    broken, good = Broken(), Recorder()
+    bus.follow(topic, broken, after_seq=0)
+    bus.follow(topic, good, after_seq=0)
+    bus.publish_now(topic, [ev(1)])
+    bus.publish_now(topic, [ev(2)])
+    assert [e.seq for e in good.events] == [1, 2]
+    assert len(broken.ends) == 1 and isinstance(broken.ends[0], ValueError)

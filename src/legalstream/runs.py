@@ -478,13 +478,19 @@ class RunManager:
         """A bus that awaits (Redis): number the run's batches and publish them in order."""
         run = bridge.run
         topic = run_topic(run.run_id)
+        closed = False
         try:
             async with receive:
                 async for events, from_thread in receive:
                     final = self._number(run, events)
                     try:
-                        # One call per batch: one Redis round trip, not one per event.
-                        await self._bus.publish_many(topic, events)
+                        # One call per batch: one Redis round trip, not one per
+                        # event; the last also closes the topic and saves the run.
+                        if final:
+                            await self._bus.finish_run(topic, events, self._record(run))
+                            closed = True
+                        else:
+                            await self._bus.publish_many(topic, events)
                     except Exception:
                         log.exception("bus publish failed for run %s", run.run_id)
                     # Slots come back only once published: a slow bus slows the
@@ -494,11 +500,12 @@ class RunManager:
                         break
         finally:
             with anyio.CancelScope(shield=True):
-                try:
-                    await self._bus.close_topic(topic)
-                    await self._bus.save_run(self._record(run))
-                except Exception:
-                    log.exception("closing run %s on the bus failed", run.run_id)
+                if not closed:
+                    try:
+                        await self._bus.close_topic(topic)
+                        await self._bus.save_run(self._record(run))
+                    except Exception:
+                        log.exception("closing run %s on the bus failed", run.run_id)
                 self._finish(run)
 
     def _finish(self, run: Run) -> None:

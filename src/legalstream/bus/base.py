@@ -128,6 +128,11 @@ class Bus(Protocol):
         """No more events: subscriptions end after draining."""
         ...
 
+    async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        """``publish_many``, ``close_topic`` and ``save_run`` of a run's last batch
+        (its final event), in one round trip on Redis."""
+        ...
+
     def subscribe(self, topic: str, *, after_seq: int | None = None) -> Subscription:
         """Follow a topic; with ``after_seq``, first replay history after it.
 

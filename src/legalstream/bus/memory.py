@@ -19,6 +19,7 @@ decodes them back, reusing the bytes, so nothing is encoded twice.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -35,6 +36,8 @@ from legalstream.bus.base import (
     UnknownTopic,
 )
 from legalstream.events import Event, decode_event
+
+log = logging.getLogger("legalstream.bus.memory")
 
 
 class MemorySubscription:
@@ -197,12 +200,23 @@ class MemoryBus:
                 raise RuntimeError(f"publish to closed topic {topic}")
             state.keep(events)
             subscribers = list(state.subscribers)
-        # Subscribers share the batch; they only read it.
+        # Subscribers share the batch; they only read it. One that fails is cut
+        # off rather than keeping the batch from the others.
         for sub in subscribers:
-            sub.deliver(events)
+            try:
+                sub.deliver(events)
+            except Exception as exc:
+                log.exception("bus follower failed on %s; cut off", topic)
+                self.unfollow(topic, sub)
+                sub.end(exc)
 
     async def close_topic(self, topic: str) -> None:
         self.close_topic_now(topic)
+
+    async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        self.publish_now(topic, events)
+        self.close_topic_now(topic)
+        self.save_run_now(record)
 
     def close_topic_now(self, topic: str) -> None:
         state = self._topic(topic)

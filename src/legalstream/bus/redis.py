@@ -119,6 +119,28 @@ end
 return (#ARGV - 2) / 2
 """
 
+#: A run's last batch, its end marker and its final record, in one command
+#: (publish_many, close_topic and save_run would be three round trips).
+#: KEYS stream, record, index, case index; ARGV maxlen, retention ttl, record
+#: JSON, run id, started_at, runs kept per index, cutoff time, then (entry id,
+#: encoded event) pairs.
+FINISH_RUN = """
+local maxlen = ARGV[1]
+for i = 8, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'e', ARGV[i + 1])
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'end', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+for i = 3, 4 do
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[4])
+  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[6]) + 1))
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[7])
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+return 1
+"""
+
 #: A run record and its two indexes (all runs, the run's case), in one command:
 #: as a pipeline, redis-py packed nine commands in Python, twice per run.
 #: KEYS record, index, case index; ARGV record JSON, ttl, run id, started_at,
@@ -240,6 +262,7 @@ class RedisBus:
         self._r: aioredis.Redis | None = None
         self._xadd_many: Any = None
         self._save_run: Any = None
+        self._finish_run: Any = None
         self._reader_r: aioredis.Redis | None = None
         self._pubsub_r: aioredis.Redis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -302,6 +325,7 @@ class RedisBus:
         # at a third of a worker's time under streaming load.
         self._xadd_many = self._r.register_script(XADD_MANY)
         self._save_run = self._r.register_script(SAVE_RUN)
+        self._finish_run = self._r.register_script(FINISH_RUN)
         # One connection each for the blocking XREAD and for Pub/Sub; no
         # internal retries there, the loops below reconnect with backoff.
         self._reader_r = aioredis.from_url(
@@ -409,15 +433,7 @@ class RedisBus:
         key = self._stream_key(topic)
         # Also bounds the life of a run whose worker died before closing it.
         ttl = self.settings.retention_seconds if topic not in self._open else 0
-        args: list[Any] = [self.settings.history_per_run, ttl]
-        for event in events:
-            if event.seq is not None:
-                args.append(f"{event.seq}-0")
-                self._open[topic] = event.seq
-            else:
-                args.append(f"{self._open.get(topic, 0)}-*")
-                self._open.setdefault(topic, 0)
-            args.append(event.encoded)
+        args: list[Any] = [self.settings.history_per_run, ttl, *self._entries(topic, events)]
         try:
             with self._guard("publish"):
                 await self._script()(keys=[key], args=args)
@@ -426,6 +442,49 @@ class RedisBus:
                 f"publish to {topic} refused (closed topic or seq reused): {exc}"
             ) from exc
         self._deliver_local(topic, events)
+
+    def _entries(self, topic: str, events: list[Event]) -> list[Any]:
+        """(entry id, encoded event) pairs, flattened: a run's seq is its entry's id."""
+        out: list[Any] = []
+        for event in events:
+            if event.seq is not None:
+                out.append(f"{event.seq}-0")
+                self._open[topic] = event.seq
+            else:
+                out.append(f"{self._open.get(topic, 0)}-*")
+                self._open.setdefault(topic, 0)
+            out.append(event.encoded)
+        return out
+
+    async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        """The run's last batch, end marker and final record: one script call."""
+        if self._finish_run is None:
+            raise RuntimeError("RedisBus.start() was not called")
+        self.published += len(events)
+        ttl = self.settings.retention_seconds
+        keys = [
+            self._stream_key(topic),
+            self._record_key(record.run_id),
+            self._index_key(),
+            self._index_key(record.case_id),
+        ]
+        args: list[Any] = [
+            self.settings.history_per_run,
+            ttl,
+            self._record_json(record),
+            record.run_id,
+            repr(record.started_at),
+            max(1, self.settings.history_runs),
+            repr(time.time() - ttl),
+            *self._entries(topic, events),
+        ]
+        try:
+            with self._guard("finish_run"):
+                await self._finish_run(keys=keys, args=args)
+        except ResponseError as exc:
+            raise RuntimeError(f"finishing {topic} refused (closed or seq reused): {exc}") from exc
+        self._deliver_local(topic, events)
+        self._end_local(topic, self._open.pop(topic, None))
 
     def _deliver_local(self, topic: str, events: list[Event]) -> None:
         """Hand just-stored events to this worker's subscribers that are caught up.
@@ -469,6 +528,9 @@ class RedisBus:
         pipe.expire(key, self.settings.retention_seconds)
         with self._guard("close_topic"):
             await pipe.execute()
+        self._end_local(topic, last)
+
+    def _end_local(self, topic: str, last: int | None) -> None:
         follow = self._follows.get(topic)
         if follow is not None and last is not None:
             # Local subscribers that have everything end here, as the reader
@@ -743,7 +805,7 @@ class RedisBus:
 
     # -- run records --------------------------------------------------------
 
-    async def save_run(self, record: RunRecord) -> None:
+    def _record_json(self, record: RunRecord) -> bytes:
         data = {
             "run_id": record.run_id,
             "query": record.query,
@@ -756,6 +818,9 @@ class RedisBus:
             "final": record.final,
             "worker": self.worker,
         }
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+
+    async def save_run(self, record: RunRecord) -> None:
         ttl = self.settings.retention_seconds
         keep = max(1, self.settings.history_runs)
         if self._save_run is None:
@@ -766,7 +831,7 @@ class RedisBus:
             self._index_key(record.case_id),
         ]
         args = [
-            orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+            self._record_json(record),
             ttl,
             record.run_id,
             repr(record.started_at),

@@ -61,6 +61,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_TOKEN_EXPIRED = 4401
 
@@ -569,6 +570,8 @@ class RunFollower:
             session.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
         elif isinstance(error, BusUnavailable):
             session.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
+        elif error is not None:  # a bug on our side: the stream has a hole now
+            session.close(CLOSE_INTERNAL_ERROR, "internal error: resume the run")
         elif self._paced is not None:
             self._ended = True  # the pacer finishes once the history is out
             return
