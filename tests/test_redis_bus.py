@@ -686,3 +686,36 @@ async def test_memory_bus_cuts_off_a_failing_follower_and_serves_the_rest():
     bus.publish_now(topic, [ev(2)])
     assert [e.seq for e in good.events] == [1, 2]
     assert len(broken.ends) == 1 and isinstance(broken.ends[0], ValueError)
+
+
+async def test_script_calls_of_one_loop_turn_share_a_pipeline_and_keep_their_own_errors(
+    redis_bus_settings: BusSettings, monkeypatch
+):
+    bus = RedisBus(redis_bus_settings, worker="w-batch")
+    await bus.start()
+    try:
+        closed = new_topic()
+        await bus.publish_many(closed, [ev(1), ev(2)])
+        await bus.close_topic(closed)
+        pipelines = 0
+        real_pipeline = bus.redis.pipeline
+
+        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+            nonlocal pipelines
+            pipelines += 1
+            return real_pipeline(*args, **kwargs)
+
+        monkeypatch.setattr(bus.redis, "pipeline", counting_pipeline)
+        topics = [new_topic() for _ in range(30)]
+        results = await asyncio.gather(
+            *(bus.publish_many(t, [ev(1), ev(2), ev(3)]) for t in topics),
+            bus.publish_many(closed, [ev(3)]),  # refused: the run is closed
+            return_exceptions=True,
+        )
+        assert pipelines == 1
+        assert results[:-1] == [None] * 30
+        assert isinstance(results[-1], RuntimeError)
+        for topic in topics:
+            assert [e.seq for e in (await bus.history(topic)).events] == [1, 2, 3]
+    finally:
+        await bus.close()
