@@ -452,6 +452,8 @@ class Session:
             after,
             EventFilter(cmd.stream_thinking, cmd.events or self._subscription),
             backlog_until=backlog_until,
+            # What history() returned is the backlog: the bus need not read it again.
+            backlog=history.events if history is not None else None,
         )
 
     async def _replay(self, cmd: ReplayCommand) -> None:
@@ -485,13 +487,27 @@ class Session:
     # -- following runs ---------------------------------------------------------
 
     def _follow(
-        self, run_id: str, after_seq: int, allowed: EventFilter, *, backlog_until: int = 0
+        self,
+        run_id: str,
+        after_seq: int,
+        allowed: EventFilter,
+        *,
+        backlog_until: int = 0,
+        backlog: list[Event] | None = None,
     ) -> None:
+        """Stream a run from ``after_seq``; events up to ``backlog_until`` are history.
+
+        ``backlog``, when given, holds the history already read (up to
+        ``backlog_until``); the bus then only delivers what comes after it.
+        """
         self.info.runs.add(run_id)
         self.svc.runs.attach(run_id)
         follower = RunFollower(self, run_id, after_seq, allowed, backlog_until)
         self._follows[run_id] = follower
-        # On the in-process bus, this delivers the backlog before it returns.
+        if backlog is not None:
+            follower.deliver(backlog)
+            after_seq = max(after_seq, backlog_until)
+        # On the in-process bus, this delivers what history remains before it returns.
         self.svc.bus.follow(follower.topic, follower, after_seq=after_seq)
 
 
