@@ -719,3 +719,23 @@ async def test_script_calls_of_one_loop_turn_share_a_pipeline_and_keep_their_own
             assert [e.seq for e in (await bus.history(topic)).events] == [1, 2, 3]
     finally:
         await bus.close()
+
+
+async def test_redis_followers_are_pushed_to_without_a_task_and_told_when_redis_fails(
+    redis_bus_settings: BusSettings,
+):
+    bus = RedisBus(redis_bus_settings, worker="w-push")
+    await bus.start()
+    try:
+        topic, other = new_topic(), new_topic()
+        rec, cut = Recorder(), Recorder()
+        tasks = len(asyncio.all_tasks())
+        bus.follow(topic, rec, after_seq=0)
+        bus.follow(other, cut, after_seq=0)
+        await bus.publish_many(topic, [ev(1), ev(2)])
+        assert [e.seq for e in rec.events] == [1, 2]  # local publish: pushed at once
+        assert len(asyncio.all_tasks()) <= tasks + 1  # no task per follower (a wake may run)
+        bus._fail_all(BusUnavailable("redis connection lost"))
+        assert isinstance(cut.ends[0], BusUnavailable)
+    finally:
+        await bus.close()

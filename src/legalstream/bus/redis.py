@@ -158,12 +158,22 @@ return 1
 
 
 class RedisSubscription:
-    """One local subscriber: a bounded queue filled by the bus's reader task."""
+    """One local subscriber: a bounded queue filled by the bus's reader task.
+
+    With a ``follower`` (``Bus.follow``) there is no queue: what the reader or
+    a local publish hands over goes straight to the follower, in batches.
+    """
 
     def __init__(
-        self, bus: RedisBus | None, topic: str, buffer: int, cursor: StreamId | None
+        self,
+        bus: RedisBus | None,
+        topic: str,
+        buffer: int,
+        cursor: StreamId | None,
+        follower: Follower | None = None,
     ) -> None:
         self._bus = bus
+        self.follower = follower
         self.topic = topic
         self._buffer = buffer
         #: Extra room granted for the replayed backlog (as memory.py does).
@@ -178,8 +188,20 @@ class RedisSubscription:
         self.overflowed = False
         self.error: Exception | None = None
 
+    def offer_many(self, events: list[Event], *, backlog: bool = False) -> None:
+        if self.done or not events:
+            return
+        if self.follower is not None:
+            self.follower.deliver(events)
+            return
+        for event in events:
+            self.offer(event, backlog=backlog)
+
     def offer(self, event: Event, *, backlog: bool = False) -> None:
         if self.done:
+            return
+        if self.follower is not None:
+            self.follower.deliver([event])
             return
         if backlog:
             self.backlog_room += 1
@@ -199,7 +221,17 @@ class RedisSubscription:
             self.error = error
         if self._bus is not None:
             self._bus._discard(self)
+        if self.follower is not None:
+            if self.overflowed and error is None:
+                error = SubscriptionOverflow("subscriber fell behind its buffer")
+            self.follower.end(error)
+            return
         self._wake()
+
+    def detach(self) -> None:
+        """Stop without telling the follower (it asked: ``unfollow``)."""
+        self.follower = None
+        self.finish()
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -319,8 +351,8 @@ class RedisBus:
         self._reader_r: aioredis.Redis | None = None
         self._pubsub_r: aioredis.Redis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: Followers (Bus.follow) and the task feeding each one.
-        self._feeds: dict[Follower, asyncio.Task[Any]] = {}
+        #: Followers (Bus.follow) and the subscription that pushes to each one.
+        self._feeds: dict[Follower, RedisSubscription] = {}
         # run topics with local subscribers, and live-only broadcast subscribers
         self._follows: dict[str, _Follow] = {}
         self._broadcast: set[RedisSubscription] = set()
@@ -554,6 +586,7 @@ class RedisBus:
             return
         behind = False
         for sub in list(follow.subs):
+            taken: list[Event] = []
             for event in events:
                 seq = event.seq
                 if sub.done or seq is None or sub.cursor is None:
@@ -566,7 +599,8 @@ class RedisBus:
                     behind = True
                     break
                 sub.cursor = sid
-                sub.offer(event)
+                taken.append(event)
+            sub.offer_many(taken)
         if behind and follow.key not in self._xread_keys:
             self._kick()  # the reader skips caught-up local topics: include this one
 
@@ -596,7 +630,9 @@ class RedisBus:
 
     # -- subscribing --------------------------------------------------------
 
-    def subscribe(self, topic: str, *, after_seq: int | None = None) -> RedisSubscription:
+    def subscribe(
+        self, topic: str, *, after_seq: int | None = None, follower: Follower | None = None
+    ) -> RedisSubscription:
         buffer = self.settings.subscriber_buffer
         if topic == BROADCAST:
             sub = RedisSubscription(self, topic, buffer, None)
@@ -613,7 +649,7 @@ class RedisBus:
             cursor = min(known) if known else None
         else:
             cursor = None
-        sub = RedisSubscription(self, topic, buffer, cursor)
+        sub = RedisSubscription(self, topic, buffer, cursor, follower)
         if self._down:
             sub.finish(BusUnavailable("redis is unreachable"))
             return sub
@@ -624,26 +660,15 @@ class RedisBus:
         return sub
 
     def follow(self, topic: str, follower: Follower, *, after_seq: int | None = None) -> None:
-        """Push a subscription's batches into ``follower`` from a task (Bus.follow)."""
-        sub = self.subscribe(topic, after_seq=after_seq)
-        self._feeds[follower] = self._spawn(self._feed(sub, follower), "feed")
+        """Push what the reader and local publishes hand over into ``follower`` (Bus.follow)."""
+        sub = self.subscribe(topic, after_seq=after_seq, follower=follower)
+        if not sub.done:  # a bus that is down ended it already
+            self._feeds[follower] = sub
 
     def unfollow(self, topic: str, follower: Follower) -> None:
-        task = self._feeds.pop(follower, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _feed(self, sub: RedisSubscription, follower: Follower) -> None:
-        try:
-            while True:
-                follower.deliver(await sub.next_batch())
-        except StopAsyncIteration:
-            follower.end()
-        except (SubscriptionOverflow, BusUnavailable) as exc:
-            follower.end(exc)
-        finally:
-            self._feeds.pop(follower, None)
-            await sub.aclose()
+        sub = self._feeds.pop(follower, None)
+        if sub is not None:
+            sub.detach()
 
     def _discard(self, sub: RedisSubscription) -> None:
         if sub.topic == BROADCAST:
@@ -775,11 +800,21 @@ class RedisBus:
         follow.last_activity = time.monotonic()
         full = len(entries) >= READ_BATCH
         subs = [s for s in follow.subs if s.cursor is not None and s.cursor >= read_from]
+        # Each subscription's events of this read, handed over as one batch.
+        taken: dict[RedisSubscription, list[Event]] = {sub: [] for sub in subs}
+
+        def hand_over(sub: RedisSubscription) -> None:
+            batch = taken[sub]
+            if batch:
+                taken[sub] = []
+                sub.offer_many(batch, backlog=sub.catching_up)
+
         for raw_id, fields in entries:
             sid = _parse_id(raw_id)
             if b"end" in fields:
                 for sub in subs:
                     if sub.cursor < sid:  # type: ignore[operator]
+                        hand_over(sub)
                         sub.finish()
                 continue
             event: Event | None = None
@@ -791,7 +826,9 @@ class RedisBus:
                     event = decode_event(raw)
                     event._encoded = raw
                 sub.cursor = sid
-                sub.offer(event, backlog=sub.catching_up)
+                taken[sub].append(event)
+        for sub in subs:
+            hand_over(sub)
         for sub in subs:
             # A full batch means more history is waiting: still replaying.
             sub.catching_up = sub.catching_up and full
