@@ -119,42 +119,49 @@ end
 return (#ARGV - 2) / 2
 """
 
+#: Lua: save a run record and its two indexes (all runs, the run's case).
+#: KEYS[k] the record, KEYS[k+1..k+2] the indexes; ARGV[a..a+5] record JSON,
+#: ttl, run id, started_at, runs kept per index, cutoff time.
+_SAVE_RECORD = """
+local function save_record(k, a)
+  redis.call('SET', KEYS[k], ARGV[a], 'EX', ARGV[a + 1])
+  for i = k + 1, k + 2 do
+    redis.call('ZADD', KEYS[i], ARGV[a + 3], ARGV[a + 2])
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[a + 4]) + 1))
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[a + 5])
+    redis.call('EXPIRE', KEYS[i], ARGV[a + 1])
+  end
+end
+"""
+
+#: A run record and its indexes in one command: as a pipeline, redis-py packed
+#: nine commands in Python, twice per run. KEYS and ARGV as ``_SAVE_RECORD``'s.
+SAVE_RUN = (
+    _SAVE_RECORD
+    + """
+save_record(1, 1)
+return 1
+"""
+)
+
 #: A run's last batch, its end marker and its final record, in one command
 #: (publish_many, close_topic and save_run would be three round trips).
-#: KEYS stream, record, index, case index; ARGV maxlen, retention ttl, record
-#: JSON, run id, started_at, runs kept per index, cutoff time, then (entry id,
-#: encoded event) pairs.
-FINISH_RUN = """
+#: KEYS the stream, then the record keys; ARGV maxlen, then the record args
+#: (the ttl among them also bounds the stream), then (entry id, encoded
+#: event) pairs.
+FINISH_RUN = (
+    _SAVE_RECORD
+    + """
 local maxlen = ARGV[1]
 for i = 8, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'e', ARGV[i + 1])
 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'end', '1')
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-for i = 3, 4 do
-  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[4])
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[6]) + 1))
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[7])
-  redis.call('EXPIRE', KEYS[i], ARGV[2])
-end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+save_record(2, 2)
 return 1
 """
-
-#: A run record and its two indexes (all runs, the run's case), in one command:
-#: as a pipeline, redis-py packed nine commands in Python, twice per run.
-#: KEYS record, index, case index; ARGV record JSON, ttl, run id, started_at,
-#: runs kept per index, cutoff time.
-SAVE_RUN = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-for i = 2, 3 do
-  redis.call('ZADD', KEYS[i], ARGV[4], ARGV[3])
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[5]) + 1))
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
-  redis.call('EXPIRE', KEYS[i], ARGV[2])
-end
-return 1
-"""
+)
 
 
 class RedisSubscription:
@@ -546,23 +553,9 @@ class RedisBus:
         if self._finish_run is None:
             raise RuntimeError("RedisBus.start() was not called")
         self.published += len(events)
-        ttl = self.settings.retention_seconds
-        keys = [
-            self._stream_key(topic),
-            self._record_key(record.run_id),
-            self._index_key(),
-            self._index_key(record.case_id),
-        ]
-        args: list[Any] = [
-            self.settings.history_per_run,
-            ttl,
-            self._record_json(record),
-            record.run_id,
-            repr(record.started_at),
-            max(1, self.settings.history_runs),
-            repr(time.time() - ttl),
-            *self._entries(topic, events),
-        ]
+        keys, args = self._record_keys_args(record)
+        keys.insert(0, self._stream_key(topic))
+        args = [self.settings.history_per_run, *args, *self._entries(topic, events)]
         try:
             with self._guard("finish_run"):
                 await self._scripts.call(self._finish_run, keys, args)
@@ -910,24 +903,28 @@ class RedisBus:
         }
         return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
 
-    async def save_run(self, record: RunRecord) -> None:
+    def _record_keys_args(self, record: RunRecord) -> tuple[list[Any], list[Any]]:
+        """KEYS and ARGV of the ``_SAVE_RECORD`` Lua function for ``record``."""
         ttl = self.settings.retention_seconds
-        keep = max(1, self.settings.history_runs)
-        if self._save_run is None:
-            raise RuntimeError("RedisBus.start() was not called")
-        keys = [
+        keys: list[Any] = [
             self._record_key(record.run_id),
             self._index_key(),
             self._index_key(record.case_id),
         ]
-        args = [
+        args: list[Any] = [
             self._record_json(record),
             ttl,
             record.run_id,
             repr(record.started_at),
-            keep,
+            max(1, self.settings.history_runs),
             repr(time.time() - ttl),
         ]
+        return keys, args
+
+    async def save_run(self, record: RunRecord) -> None:
+        if self._save_run is None:
+            raise RuntimeError("RedisBus.start() was not called")
+        keys, args = self._record_keys_args(record)
         with self._guard("save_run"):
             await self._scripts.call(self._save_run, keys, args)
 
