@@ -25,7 +25,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from legalstream.app import create_app
-from legalstream.audit import RedactSecrets, install_redaction, redact
+from legalstream.audit import AuditWriter, RedactSecrets, install_redaction, redact
 from legalstream.server.runner import Server, uvicorn_config
 from legalstream.settings import Settings
 from support import LiveServer, ScriptedRunner, collect_run, free_port, live_server, recv_json
@@ -434,6 +434,43 @@ async def test_audit_log_has_one_json_line_per_query(tmp_path):
     text = (tmp_path / "audit.jsonl").read_text()
     for secret in (token, "Scripted answer", "secret plan", QUERY["query"]):
         assert secret not in text
+
+
+class _SlowStream(io.StringIO):
+    """A stream that is slow to write to, so the writer falls behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.writer_threads: set[str] = set()
+
+    def write(self, text: str) -> int:
+        time.sleep(0.002)
+        self.writes += 1
+        self.writer_threads.add(threading.current_thread().name)
+        return super().write(text)
+
+
+def test_audit_writer_writes_off_the_calling_thread_in_order_and_bounded():
+    stream = _SlowStream()
+    writer = AuditWriter(logging.StreamHandler(stream), max_pending=3)
+    logger = logging.getLogger("test.audit.writer")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(writer)
+    try:
+        for i in range(30):
+            logger.info("line %d", i)
+            # Bounded: the caller waits for room instead of queueing without limit.
+            assert writer._queue.qsize() <= 3
+        writer.flush()
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(30)]
+        assert stream.writer_threads == {"legalstream-audit"}
+        assert stream.writes < 30  # lines queued together are written together
+        logger.info("last")
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert stream.getvalue().splitlines()[-1] == "last"  # close writes what is queued first
 
 
 # -- redaction -------------------------------------------------------------------

@@ -76,7 +76,7 @@ def create_app(
     """Build the app. ``runner_factory`` replaces the CrewAI agent (tests, embedding)."""
     settings = settings or Settings()
     _configure_process(settings)
-    configure_audit(settings.audit)
+    audit = configure_audit(settings.audit)
     if load_engine is None:
         load_engine = runner_factory is None
     factory = runner_factory or _crew_runner
@@ -108,6 +108,9 @@ def create_app(
             await svc.bus.close()
             if svc.engine is not None:
                 await anyio.to_thread.run_sync(svc.engine.close)
+            if audit is not None:
+                # Every run has ended: its audit line is queued; see it written.
+                await anyio.to_thread.run_sync(audit.flush)
 
     routes = [
         WebSocketRoute("/ws/query", ws_query),

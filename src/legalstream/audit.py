@@ -9,7 +9,9 @@ logger (written by :mod:`legalstream.runs`)::
 
 Only the fields in :data:`AUDIT_FIELDS` are ever written: never the query's
 answer, document text, or a token, whatever a caller puts in ``extra``.
-:func:`configure_audit` sends the lines to a file (``audit.path``) or stderr.
+:func:`configure_audit` sends the lines to a file (``audit.path``) or stderr,
+from a writer thread: a query's line is logged on the event loop, and a
+write (or a full pipe on stderr) must not hold up every connection's frames.
 
 Redaction: uvicorn's access log prints the request path *with* its query
 string, and ``?token=`` / ``?ticket=`` are valid (if least preferred) ways to
@@ -20,9 +22,13 @@ records of the loggers :func:`install_redaction` is given.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import re
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,36 +134,107 @@ class AuditFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
-class _AuditHandlerMixin:
+class AuditWriter(logging.Handler):
+    """Hands records to a writer thread, which formats them and writes them to ``target``'s stream.
+
+    The writer takes every record queued since its last write and writes them
+    with one ``write`` and one flush, so a burst of finished runs costs a
+    handful of system calls, not one each. The queue is bounded
+    (``max_pending``): when the writer falls that far behind, ``emit`` waits
+    for room rather than drop an audit line or grow without limit. ``flush``
+    waits until every queued line is written; ``close`` writes what is
+    queued, then stops the thread and closes the target.
+    """
+
     legalstream_audit = True
+    gather_seconds = 0.05
 
+    def __init__(self, target: logging.StreamHandler[Any], max_pending: int = 10_000) -> None:
+        super().__init__()
+        self.target = target
+        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue(max_pending)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
-class AuditStreamHandler(_AuditHandlerMixin, logging.StreamHandler):  # type: ignore[type-arg]
-    pass
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._thread is None:
+            self._start()
+        self._queue.put(record)
 
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._write_all, name="legalstream-audit", daemon=True
+                )
+                self._thread.start()
 
-class AuditFileHandler(_AuditHandlerMixin, logging.FileHandler):
-    pass
+    def _write_all(self) -> None:
+        running = True
+        while running:
+            batch = [self._queue.get()]
+            # Let a burst gather: each wake of this thread takes the GIL from
+            # the event loop, so one wake per burst rather than one per line.
+            time.sleep(self.gather_seconds)
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            running = len(records) == len(batch)
+            try:
+                self._write(records)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _write(self, records: list[logging.LogRecord]) -> None:
+        target = self.target
+        try:
+            text = "".join(target.format(r) + target.terminator for r in records)
+            with target.lock or contextlib.nullcontext():
+                if target.stream is None:  # a FileHandler opens its file on first use
+                    target.stream = target._open()  # type: ignore[attr-defined]
+                target.stream.write(text)
+            target.flush()
+        except Exception:
+            for record in records:
+                target.handleError(record)
+
+    def flush(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+        self.target.flush()
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=10)
+        self.target.close()
+        super().close()
 
 
 def configure_audit(settings: AuditSettings) -> logging.Handler | None:
     """(Re)install the audit handler; idempotent, so every ``create_app`` may call it."""
     logger = logging.getLogger(AUDIT_LOGGER)
-    for handler in list(logger.handlers):
-        if getattr(handler, "legalstream_audit", False):
-            logger.removeHandler(handler)
-            handler.close()
+    for old in list(logger.handlers):
+        if getattr(old, "legalstream_audit", False):
+            logger.removeHandler(old)
+            old.close()
     logger.propagate = False
     if not settings.enabled:
         logger.setLevel(logging.CRITICAL + 1)
         return None
-    handler: logging.Handler
+    target: logging.StreamHandler[Any]
     if settings.path is not None:
         settings.path.parent.mkdir(parents=True, exist_ok=True)
-        handler = AuditFileHandler(settings.path, encoding="utf-8")
+        target = logging.FileHandler(settings.path, encoding="utf-8")
     else:
-        handler = AuditStreamHandler(sys.stderr)
-    handler.setFormatter(AuditFormatter())
+        target = logging.StreamHandler(sys.stderr)
+    target.setFormatter(AuditFormatter())
+    handler = AuditWriter(target)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.disabled = False
