@@ -7,13 +7,25 @@ thread bridge, bus, session follower and send path, uvicorn); the baselines send
 pre-encoded frames from a bare Starlette endpoint on the same uvicorn settings,
 and from a bare ``websockets`` server. Servers run in a separate process.
 
+Two load generators (``--client``; both by default), because which one is used
+decides what the latency figures measure:
+
+- ``lean`` (bench/wsclient.py) parses every frame of a socket read in one go.
+  It keeps up with every server here, so the *server* sets the pace and
+  latency is the server's own: the bare endpoints stamp a frame just before
+  writing it, so theirs is close to zero.
+- ``websockets``, the seed's client, spends more per frame than the servers
+  do. It sets the pace, and latency mostly measures the queue in front of it:
+  the faster a server produces, the longer that queue.
+
 Reported: delivered events/s, publish-to-receive latency p50/p99 (the frame's
 ``timestamp`` is set when the event is made; same clock, same machine), and
 server RSS per idle connection. Ratios are against the bare Starlette endpoint
-measured in the same run.
+measured in the same run with the same client.
 
     python bench/fanout.py                 # 100 and 1,000 clients; RSS at 1,000 and 5,000
     python bench/fanout.py --quick         # smaller, for a smoke run
+    python bench/fanout.py --client lean   # one load generator only
     python bench/fanout.py --ws-impls      # compare uvicorn's WebSocket implementations
     python bench/fanout.py --bus redis --workers 2   # the Redis bus (issue 5)
     python bench/fanout.py --cpu           # server CPU per connection+run and per event
@@ -33,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import wsclient
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -42,6 +55,11 @@ if str(ROOT / "src") not in sys.path:
     sys.path.append(str(ROOT / "src"))
 
 AGENT = "Legal Question Answering Agent"
+#: The load generators (--client). Both run every client in this one process.
+CLIENTS = {
+    "lean": "lean (bench/wsclient.py: frames parsed per read, no future per frame)",
+    "websockets": "websockets asyncio client (the seed's client: one recv() per frame)",
+}
 #: --ws-impls name for legalstream on uvicorn's own websockets-sansio class,
 #: without the batched sends of legalstream.server.ws_protocol.
 UNBATCHED = "sansio-unbatched"
@@ -265,54 +283,99 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-async def _connect_all(port: int, n: int) -> list[Any]:
-    from websockets.asyncio.client import connect
-
-    url = f"ws://127.0.0.1:{port}/ws/query"
+async def _connect_all(port: int, n: int, client: str = "websockets") -> list[Any]:
+    """n connections, each past its first frame (connection_established)."""
     sem = asyncio.Semaphore(200)
 
     async def one() -> Any:
         async with sem:
-            ws = await connect(
-                url, max_size=None, compression=None, ping_interval=None, open_timeout=60
-            )
+            if client == "lean":
+                ws = await wsclient.connect("127.0.0.1", port, "/ws/query")
+            else:
+                from websockets.asyncio.client import connect
+
+                ws = await connect(
+                    f"ws://127.0.0.1:{port}/ws/query",
+                    max_size=None,
+                    compression=None,
+                    ping_interval=None,
+                    open_timeout=60,
+                )
             await ws.recv()
             return ws
 
     return await asyncio.gather(*(one() for _ in range(n)))
 
 
-async def throughput(port: int, clients: int, events: int) -> dict[str, float]:
-    conns = await _connect_all(port, clients)
-    latencies: list[float] = []
-    received = 0
+def _query(events: int) -> str:
+    return orjson.dumps(
+        {"query": f"bench {events}", "case_id": 1, "stream_thinking": True}
+    ).decode()
 
-    async def drive(ws: Any) -> None:
-        nonlocal received
-        await ws.send(
-            orjson.dumps(
-                {"query": f"bench {events}", "case_id": 1, "stream_thinking": True}
-            ).decode()
-        )
-        while True:
-            raw = await ws.recv()
-            now = time.time()
-            frame = orjson.loads(raw)
-            received += 1
-            if frame["type"] == "llm_stream_chunk":
-                latencies.append(now - frame["timestamp"])
-            if frame["type"] in ("agent_execution_complete", "agent_execution_error", "error"):
-                if frame["type"] != "agent_execution_complete":
-                    raise RuntimeError(f"bench run failed: {frame}")
-                return
 
+class _Tally:
+    """What the clients received: counts, latencies, and the run's end."""
+
+    FINAL = ("agent_execution_complete", "agent_execution_error", "error")
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.received = 0
+
+    def frame(self, raw: bytes | str, arrived: float) -> bool:
+        """Record one frame; True when it ends the run."""
+        frame = orjson.loads(raw)
+        self.received += 1
+        if frame["type"] == "llm_stream_chunk":
+            self.latencies.append(arrived - frame["timestamp"])
+        if frame["type"] in self.FINAL:
+            if frame["type"] != "agent_execution_complete":
+                raise RuntimeError(f"bench run failed: {frame}")
+            return True
+        return False
+
+
+async def _drive_websockets(ws: Any, events: int, tally: _Tally) -> None:
+    await ws.send(_query(events))
+    while True:
+        raw = await ws.recv()
+        if tally.frame(raw, time.time()):
+            return
+
+
+async def _drive_lean(ws: wsclient.LeanClient, events: int, tally: _Tally) -> None:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_message(payload: bytes, arrived: float) -> None:
+        if done.done():
+            return
+        try:
+            if tally.frame(payload, arrived):
+                done.set_result(None)
+        except Exception as exc:  # surfaced by the await below
+            done.set_exception(exc)
+
+    ws.on_message = on_message
+    ws.closed.add_done_callback(
+        lambda _: done.done() or done.set_exception(ConnectionError("closed mid-run"))
+    )
+    ws.send_text(_query(events))
+    await done
+
+
+async def throughput(
+    port: int, clients: int, events: int, client: str = "websockets"
+) -> dict[str, float]:
+    conns = await _connect_all(port, clients, client)
+    tally = _Tally()
+    drive = _drive_lean if client == "lean" else _drive_websockets
     start = time.perf_counter()
-    await asyncio.gather(*(drive(ws) for ws in conns))
+    await asyncio.gather(*(drive(ws, events, tally) for ws in conns))
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
-    latencies.sort()
+    latencies = sorted(tally.latencies)
     return {
-        "events_per_s": received / elapsed,
+        "events_per_s": tally.received / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "seconds": elapsed,
@@ -395,16 +458,19 @@ async def measure(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"kind": kind, "ws_impl": ws_impl, "bus": bus, "workers": workers}
     for clients, events in args.loads:
-        runs = []
-        for _ in range(args.repeat):
-            server = Server(kind, ws_impl, bus, workers, events)
-            try:
-                await server.wait_ready()
-                await throughput(server.port, min(clients, 10), 10)  # warm-up
-                runs.append(await throughput(server.port, clients, events))
-            finally:
-                server.stop()
-        result[f"tp{clients}"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for client in args.clients:
+            runs = []
+            for _ in range(args.repeat):
+                server = Server(kind, ws_impl, bus, workers, events)
+                try:
+                    await server.wait_ready()
+                    await throughput(server.port, min(clients, 10), 10, client)  # warm-up
+                    runs.append(await throughput(server.port, clients, events, client))
+                finally:
+                    server.stop()
+            result[f"tp{clients}/{client}"] = {
+                k: statistics.median(r[k] for r in runs) for k in runs[0]
+            }
     if args.rss and kind != "websockets" and workers == 1:
         server = Server(kind, ws_impl, bus, workers, 10)
         try:
@@ -428,17 +494,20 @@ def _print(
     results: list[dict[str, Any]], baseline: dict[str, Any], args: argparse.Namespace
 ) -> None:
     print(f"\nfan-out: loads (clients x events) = {args.loads}, median of {args.repeat}")
-    print(
-        f"{'server':42} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
-    )
-    for r in results:
-        name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
-        for clients, _ in args.loads:
-            tp, base = r[f"tp{clients}"], baseline[f"tp{clients}"]
-            print(
-                f"{name:42} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
-                f"{tp['p50_ms']:>8.2f} {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f}"
-            )
+    for client in args.clients:
+        print(f"\nclient: {CLIENTS[client]}")
+        print(
+            f"{'server':42} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
+        )
+        for r in results:
+            name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
+            for clients, _ in args.loads:
+                key = f"tp{clients}/{client}"
+                tp, base = r[key], baseline[key]
+                print(
+                    f"{name:42} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
+                    f"{tp['p50_ms']:>8.2f} {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f}"
+                )
     for r in results:
         if "rss" in r:
             for n, per in r["rss"].items():
@@ -485,12 +554,20 @@ def main() -> None:
     parser.add_argument("--ws-impl", default="websockets-sansio")
     parser.add_argument("--ws-impls", action="store_true", help="compare uvicorn's implementations")
     parser.add_argument("--bus", default="memory", choices=["memory", "redis"])
+    parser.add_argument(
+        "--client",
+        choices=[*CLIENTS, "both"],
+        default="both",
+        help="load generator: lean (the servers set the pace) or websockets (it sets the pace)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--cpu", action="store_true", help="server CPU per connection+run and per event"
     )
     args = parser.parse_args()
+    if args.cmd != "serve":
+        args.clients = list(CLIENTS) if args.client == "both" else [args.client]
     if args.cmd == "serve":
         serve_main(args)
         return
