@@ -74,6 +74,9 @@ class Run:
     ack: Event | None = None
     #: The asking client's address, for the audit log.
     client_ip: str | None = None
+    #: The opening frames (query_received, agent_execution_start) when they were
+    #: published before start() returned (the in-process bus); else None: on their way.
+    opening: list[Event] | None = None
     #: Made when somebody waits for the run (most runs nobody does).
     _done: anyio.Event | None = None
     _finished: bool = False
@@ -134,7 +137,7 @@ class ThreadBridge:
         self._loop.call_soon_threadsafe(self._flush)
 
     def emit_from_loop(self, event: Event) -> None:
-        """Loop-side events (the opening frames) take the same path, keeping order.
+        """Loop-side events (the opening frames, on a bus that awaits) take the same path, keeping order.
 
         Delivered from a callback like the thread's, not right away: the
         session that started the run subscribes first and takes them live.
@@ -337,14 +340,20 @@ class RunManager:
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
         run.ack = self._event(run, EventType.QUERY_RECEIVED, input_data=meta)
         run.seq = run.ack.seq = 1
-        bridge.emit_from_loop(run.ack)
         start = self._event(
             run,
             EventType.AGENT_EXECUTION_START,
             action="kickoff",
             input_data={"query": query, "case_id": case_id},
         )
-        bridge.emit_from_loop(start)
+        if self._inline is not None:
+            # On the bus before start() returns: the session takes both opening
+            # frames as history, in one write, before it answers anything else.
+            run.opening = [run.ack, start]
+            self._publish_now(bridge, run.opening, 0)
+        else:
+            bridge.emit_from_loop(run.ack)
+            bridge.emit_from_loop(start)
         timeout = self._settings.timeout_seconds
         run.watchdog = loop.call_later(timeout, self.cancel, run_id, f"run exceeded {timeout:g}s")
         self._waiting.append(bridge)

@@ -395,8 +395,15 @@ class Session:
         events = cmd.events if cmd.events is not None else self._subscription
         allowed = EventFilter(cmd.stream_thinking, events)
         # The acknowledgement goes out now, in order with this connection's other
-        # replies (an error for its next message cannot overtake it); the pump
-        # then streams the rest of the run from seq 2.
+        # replies (an error for its next message cannot overtake it).
+        if run.opening is not None:
+            # Already on the bus, with agent_execution_start: both go out in one
+            # write, and the bus streams the rest.
+            opening = [event for event in run.opening if allowed(event)]
+            if opening:
+                self.send_events(opening)
+            self._follow(run.run_id, run.opening[-1].seq or 0, allowed)
+            return
         assert run.ack is not None
         if allowed(run.ack):
             self.send_event(run.ack)
