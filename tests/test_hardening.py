@@ -461,7 +461,7 @@ def test_audit_writer_writes_off_the_calling_thread_in_order_and_bounded():
         for i in range(30):
             logger.info("line %d", i)
             # Bounded: the caller waits for room instead of queueing without limit.
-            assert writer._queue.qsize() <= 3
+            assert len(writer._pending) <= 3
         writer.flush()
         assert stream.getvalue().splitlines() == [f"line {i}" for i in range(30)]
         assert stream.writer_threads == {"legalstream-audit"}

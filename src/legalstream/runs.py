@@ -35,12 +35,12 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
+from legalstream.audit import audit_line
 from legalstream.bus.base import Bus, InlineBus, RunRecord, run_topic
 from legalstream.events import ErrorCode, Event, EventType
 from legalstream.settings import RunSettings
 
 log = logging.getLogger("legalstream.runs")
-audit_log = logging.getLogger("legalstream.audit")
 
 AGENT_NAME = "Legal Question Answering Agent"
 TASK_NAME = "Answer legal question"
@@ -536,19 +536,17 @@ class RunManager:
         if run._done is not None:
             run._done.set()
         duration = time.time() - run.started_at
-        audit_log.info(
+        audit_line(
             "query",
-            extra={
-                "audit": {
-                    "user": run.request.user,
-                    "client_ip": run.client_ip,
-                    "run_id": run.run_id,
-                    "case_id": run.request.case_id,
-                    "outcome": run.status,
-                    "duration_s": round(duration, 4),
-                    "cited_doc_ids": run.cited_doc_ids,
-                    "connection_id": run.connection_id,
-                }
+            {
+                "user": run.request.user,
+                "client_ip": run.client_ip,
+                "run_id": run.run_id,
+                "case_id": run.request.case_id,
+                "outcome": run.status,
+                "duration_s": round(duration, 4),
+                "cited_doc_ids": run.cited_doc_ids,
+                "connection_id": run.connection_id,
             },
         )
         if self._on_finish is not None:
