@@ -3,9 +3,18 @@
 Each of N clients (in this process) sends one query; the server streams K run
 events back. For legalstream the events come from a synthetic producer that
 emits them in a worker thread through the real path (RunManager's threads and
-thread bridge, bus, session follower and send path, uvicorn); the baselines send the same
-pre-encoded frames from a bare Starlette endpoint on the same uvicorn settings,
-and from a bare ``websockets`` server. Servers run in a separate process.
+thread bridge, bus, session follower and send path, uvicorn). The baselines
+send the same pre-encoded frames:
+
+- ``starlette``: a bare Starlette endpoint on the same uvicorn settings, which
+  stamps each frame just before it writes it (the baseline of issue 2);
+- ``starlette-thread``: the same endpoint, its frames made (and stamped) in
+  worker threads and handed to the loop in batches: the least a server must do
+  to stream from a synchronous agent, so legalstream minus this is what its
+  bus and session cost;
+- ``websockets``: a bare ``websockets`` server.
+
+Servers run in a separate process.
 
 Two load generators (``--client``; both by default), because which one is used
 decides what the latency figures measure:
@@ -18,10 +27,13 @@ decides what the latency figures measure:
   do. It sets the pace, and latency mostly measures the queue in front of it:
   the faster a server produces, the longer that queue.
 
-Reported: delivered events/s, publish-to-receive latency p50/p99 (the frame's
-``timestamp`` is set when the event is made; same clock, same machine), and
-server RSS per idle connection. Ratios are against the bare Starlette endpoint
-measured in the same run with the same client.
+Reported: delivered events/s and latency p50/p99 at saturation (every client
+asks at once); latency below saturation (lean client, queries started evenly
+at half the bare endpoint's throughput, open loop); server RSS per idle
+connection. Latency is from the frame's ``timestamp`` (set when the event is
+made: by legalstream's producer thread, by the baselines' writer or thread) to
+its arrival; same clock, same machine. Ratios are against the bare Starlette
+endpoint measured in the same run with the same client.
 
     python bench/fanout.py                 # 100 and 1,000 clients; RSS at 1,000 and 5,000
     python bench/fanout.py --quick         # smaller, for a smoke run
@@ -55,6 +67,14 @@ if str(ROOT / "src") not in sys.path:
     sys.path.append(str(ROOT / "src"))
 
 AGENT = "Legal Question Answering Agent"
+#: Worker threads of the servers that make frames in threads (legalstream's
+#: runs.max_concurrent, and starlette-thread's pool). The synthetic runs are
+#: CPU-bound and take microseconds: more threads than a few only queue more
+#: stamped events behind the GIL. (Real runs wait on an LLM: the product's
+#: default is 16.)
+BENCH_THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+#: Servers whose latency is also measured below saturation (memory bus only).
+PACED_KINDS = ("starlette", "starlette-thread", "legalstream")
 #: The load generators (--client). Both run every client in this one process.
 CLIENTS = {
     "lean": "lean (bench/wsclient.py: frames parsed per read, no future per frame)",
@@ -147,6 +167,63 @@ def starlette_app() -> Any:
     return Starlette(routes=[WebSocketRoute("/ws/query", endpoint)])
 
 
+def starlette_thread_app() -> Any:
+    """Bare Starlette endpoint whose frames are made in worker threads, as an agent's are.
+
+    The least a server must do to stream from a synchronous producer (CrewAI
+    is one): a thread stamps each frame as it makes it and hands it to the
+    loop, in batches (one ``call_soon_threadsafe`` per batch, as legalstream's
+    thread bridge does), and the endpoint writes what it is handed. Set
+    against legalstream, it separates what the thread hand-off costs from
+    what legalstream's bus and session add. ``BENCH_THREADS`` threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    hello = '{"type":"connection_established"}'
+    cache: dict[int, list[str]] = {}
+    pool = ThreadPoolExecutor(int(os.environ.get("BENCH_THREADS", "4")))
+
+    def produce(frames: list[str], loop: Any, inbox: asyncio.Queue[list[str]]) -> None:
+        lock, pending = threading.Lock(), []
+
+        def flush() -> None:
+            with lock:
+                batch = pending[:]
+                pending.clear()
+            inbox.put_nowait(batch)
+
+        for frame in frames:
+            with lock:
+                pending.append(_stamp(frame))
+                if len(pending) > 1:
+                    continue
+            loop.call_soon_threadsafe(flush)
+
+    async def endpoint(websocket: Any) -> None:
+        await websocket.accept()
+        await websocket.send_text(hello)
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            count = int(orjson.loads(message["text"])["query"].split()[-1])
+            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            inbox: asyncio.Queue[list[str]] = asyncio.Queue()
+            pool.submit(produce, frames, loop, inbox)
+            left = len(frames)
+            while left:
+                batch = await inbox.get()
+                for frame in batch:
+                    await websocket.send_text(frame)
+                left -= len(batch)
+
+    return Starlette(routes=[WebSocketRoute("/ws/query", endpoint)])
+
+
 async def websockets_server(port: int) -> None:
     from websockets.asyncio.server import serve
 
@@ -183,10 +260,11 @@ def serve_main(args: argparse.Namespace) -> None:
         "log_level": "warning",
         "backlog": 8192,
     }
-    if args.kind == "starlette":
-        uvicorn.run(
-            "fanout:starlette_app", workers=args.workers if args.workers > 1 else None, **options
+    if args.kind in ("starlette", "starlette-thread"):
+        factory = (
+            "fanout:starlette_app" if args.kind == "starlette" else "fanout:starlette_thread_app"
         )
+        uvicorn.run(factory, workers=args.workers if args.workers > 1 else None, **options)
         return
     # legalstream runs exactly as `legalstream serve` runs it (server/runner.py):
     # its uvicorn config and WebSocket protocol, graceful shutdown, GC settings.
@@ -227,7 +305,8 @@ class Server:
             "LEGALSTREAM_BUS__BACKEND": bus,
             "LEGALSTREAM_SERVER__SEND_QUEUE_SIZE": "100000",
             "LEGALSTREAM_SERVER__MAX_RUNS_PER_CONNECTION": "4",
-            "LEGALSTREAM_RUNS__MAX_CONCURRENT": os.environ.get("BENCH_THREADS", "16"),
+            "LEGALSTREAM_RUNS__MAX_CONCURRENT": str(BENCH_THREADS),
+            "BENCH_THREADS": str(BENCH_THREADS),
             "LEGALSTREAM_RUNS__MAX_QUEUED": "100000",
             "LEGALSTREAM_LOG_LEVEL": "warning",
             "LEGALSTREAM_BUS__REDIS_PREFIX": f"bench{self.port}",
@@ -364,13 +443,32 @@ async def _drive_lean(ws: wsclient.LeanClient, events: int, tally: _Tally) -> No
 
 
 async def throughput(
-    port: int, clients: int, events: int, client: str = "websockets"
+    port: int,
+    clients: int,
+    events: int,
+    client: str = "websockets",
+    runs_per_s: float | None = None,
 ) -> dict[str, float]:
+    """Every client runs one query; all at once, or at ``runs_per_s`` (open loop).
+
+    Paced, the clients start their queries evenly over time whatever the
+    server does, so the offered load is fixed and latency is measured below
+    saturation rather than in the queue that saturation builds.
+    """
     conns = await _connect_all(port, clients, client)
     tally = _Tally()
     drive = _drive_lean if client == "lean" else _drive_websockets
+
+    async def paced(i: int, ws: Any) -> None:
+        assert runs_per_s is not None
+        await asyncio.sleep(i / runs_per_s)
+        await drive(ws, events, tally)
+
     start = time.perf_counter()
-    await asyncio.gather(*(drive(ws, events, tally) for ws in conns))
+    if runs_per_s is None:
+        await asyncio.gather(*(drive(ws, events, tally) for ws in conns))
+    else:
+        await asyncio.gather(*(paced(i, ws) for i, ws in enumerate(conns)))
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     latencies = sorted(tally.latencies)
@@ -454,11 +552,23 @@ async def cpu_driver() -> None:
 
 
 async def measure(
-    kind: str, args: argparse.Namespace, ws_impl: str, bus: str = "memory", workers: int = 1
+    kind: str,
+    args: argparse.Namespace,
+    ws_impl: str,
+    bus: str = "memory",
+    workers: int = 1,
+    *,
+    paced_only: bool = False,
+    into: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"kind": kind, "ws_impl": ws_impl, "bus": bus, "workers": workers}
+    result: dict[str, Any] = into or {
+        "kind": kind,
+        "ws_impl": ws_impl,
+        "bus": bus,
+        "workers": workers,
+    }
     for clients, events in args.loads:
-        for client in args.clients:
+        for client in [] if paced_only else args.clients:
             runs = []
             for _ in range(args.repeat):
                 server = Server(kind, ws_impl, bus, workers, events)
@@ -471,7 +581,22 @@ async def measure(
             result[f"tp{clients}/{client}"] = {
                 k: statistics.median(r[k] for r in runs) for k in runs[0]
             }
-    if args.rss and kind != "websockets" and workers == 1:
+        if kind in PACED_KINDS and bus == "memory" and clients in args.paced:
+            runs = []
+            for _ in range(args.repeat):
+                server = Server(kind, ws_impl, bus, workers, events)
+                try:
+                    await server.wait_ready()
+                    await throughput(server.port, min(clients, 10), 10, "lean")  # warm-up
+                    runs.append(
+                        await throughput(server.port, clients, events, "lean", args.paced[clients])
+                    )
+                finally:
+                    server.stop()
+            result[f"paced{clients}"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if paced_only:
+        return result
+    if args.rss and kind not in ("websockets", "starlette-thread") and workers == 1:
         server = Server(kind, ws_impl, bus, workers, 10)
         try:
             await server.wait_ready()
@@ -497,7 +622,7 @@ def _print(
     for client in args.clients:
         print(f"\nclient: {CLIENTS[client]}")
         print(
-            f"{'server':42} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
+            f"{'server':60} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
         )
         for r in results:
             name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
@@ -505,8 +630,34 @@ def _print(
                 key = f"tp{clients}/{client}"
                 tp, base = r[key], baseline[key]
                 print(
-                    f"{name:42} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
+                    f"{name:60} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
                     f"{tp['p50_ms']:>8.2f} {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f}"
+                )
+    if args.paced:
+        print(
+            "\nlatency below saturation: lean client, queries started evenly at half the bare "
+            "Starlette endpoint's throughput above (open loop)"
+        )
+        print(
+            f"{'server':60} {'clients':>7} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+            f" {'x base':>7} {'x thread':>8}"
+        )
+        thread = next((r for r in results if r["kind"] == "starlette-thread"), None)
+        for r in results:
+            name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
+            for clients, _ in args.loads:
+                key = f"paced{clients}"
+                if key not in r:
+                    continue
+                tp, base = r[key], baseline[key]
+                vs_thread = (
+                    f"{tp['p99_ms'] / thread[key]['p99_ms']:>8.2f}"
+                    if thread and key in thread
+                    else f"{'-':>8}"
+                )
+                print(
+                    f"{name:60} {clients:>7} {tp['events_per_s']:>10.0f} {tp['p50_ms']:>8.2f}"
+                    f" {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f} {vs_thread}"
                 )
     for r in results:
         if "rss" in r:
@@ -524,8 +675,17 @@ def _print(
 
 async def driver(args: argparse.Namespace) -> None:
     results = []
+    args.paced = {}
     baseline = await measure("starlette", args, args.ws_impl)
     results.append(baseline)
+    if "lean" in args.clients and not args.ws_impls:
+        # Half of what the bare endpoint delivered at saturation, as runs per second.
+        args.paced = {
+            clients: 0.5 * baseline[f"tp{clients}/lean"]["events_per_s"] / (events + 3)
+            for clients, events in args.loads
+        }
+        baseline = await measure("starlette", args, args.ws_impl, paced_only=True, into=baseline)
+        results.append(await measure("starlette-thread", args, args.ws_impl))
     if args.ws_impls:
         for impl in ("websockets-sansio", UNBATCHED, "websockets", "wsproto"):
             results.append(await measure("legalstream", args, impl))
@@ -546,7 +706,11 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="cmd")
     serve = sub.add_parser("serve")
-    serve.add_argument("--kind", required=True, choices=["legalstream", "starlette", "websockets"])
+    serve.add_argument(
+        "--kind",
+        required=True,
+        choices=["legalstream", "starlette", "starlette-thread", "websockets"],
+    )
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--ws-impl", default="websockets-sansio")
     serve.add_argument("--workers", type=int, default=1)
