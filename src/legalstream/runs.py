@@ -347,8 +347,9 @@ class RunManager:
             input_data={"query": query, "case_id": case_id},
         )
         if self._inline is not None:
-            # On the bus before start() returns: the session takes both opening
-            # frames as history, in one write, before it answers anything else.
+            # On the bus before start() returns: the session sends both from
+            # run.opening, in one write, before it answers anything else, and
+            # follows the bus from there.
             run.opening = [run.ack, start]
             self._publish_now(bridge, run.opening, 0)
         else:
