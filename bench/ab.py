@@ -1,0 +1,68 @@
+"""A/B: legalstream from two source trees, interleaved, on the fan-out workload.
+
+On a noisy 2-core machine a change is only visible against the code before
+it measured in the same minute. This starts the server from each tree in
+turn (``src`` directories; "" is this checkout), repeat times, and prints
+medians per load:
+
+    git worktree add /tmp/before HEAD~1
+    python bench/ab.py --a /tmp/before/src --b "" --loads 1000x1 1000x50 100x200
+
+Environment settings (``LEGALSTREAM_*``, ``BENCH_THREADS``) apply to both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fanout
+
+
+async def one(src: str, client: str, clients: int, events: int) -> dict[str, float]:
+    os.environ["BENCH_EXTRA_PATH"] = f"{src}{os.pathsep}" if src else ""
+    server = fanout.Server("legalstream", "websockets-sansio", "memory", 1, events)
+    try:
+        await server.wait_ready()
+        await fanout.throughput(server.port, min(clients, 10), 10, client)  # warm-up
+        return await fanout.throughput(server.port, clients, events, client)
+    finally:
+        server.stop()
+
+
+async def main(args: argparse.Namespace) -> None:
+    trees = {"a": args.a, "b": args.b}
+    for load in args.loads:
+        clients, events = (int(x) for x in load.split("x"))
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for _ in range(args.repeat):
+            for name, src in trees.items():
+                results[name].append(await one(src, args.client, clients, events))
+        base = statistics.median(r["events_per_s"] for r in results["a"])
+        for name, runs in results.items():
+            med: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(
+                f"{name} ({trees[name] or 'this checkout'}) {clients} x {events}:"
+                f" {med['events_per_s']:9.0f} events/s ({med['events_per_s'] / base:.2f}x a)"
+                f"  p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:6.2f} ms",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--a", required=True, help="src/ of the first tree ('' = this checkout)")
+    parser.add_argument("--b", default="", help="src/ of the second tree ('' = this checkout)")
+    parser.add_argument("--loads", nargs="+", default=["1000x50", "100x200"])
+    parser.add_argument("--client", choices=list(fanout.CLIENTS), default="lean")
+    parser.add_argument("--repeat", type=int, default=3)
+    asyncio.run(main(parser.parse_args()))
