@@ -68,7 +68,6 @@ class LeanClient(asyncio.Protocol):
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._key = base64.b64encode(os.urandom(16))
         self._fragments: list[bytes] = []
-        self._fragment_op = 0
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inbox: deque[tuple[bytes, float]] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -165,7 +164,7 @@ class LeanClient(asyncio.Protocol):
             if fin:
                 self._deliver(payload, arrived)
             else:
-                self._fragments, self._fragment_op = [payload], opcode
+                self._fragments = [payload]
         elif opcode == OP_CONT:
             if not self._fragments:
                 raise ProtocolError("continuation without a first fragment")
