@@ -11,11 +11,14 @@ import json
 import re
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from legalstream.app import create_app
 from legalstream.client import (
+    ConnectionLost,
     LegalStreamClient,
     RunError,
     probe_command,
@@ -24,6 +27,7 @@ from legalstream.client import (
 )
 from legalstream.settings import Settings
 from support import ScriptedRunner, live_server
+from test_auth import jwt_settings, make_token
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -164,6 +168,58 @@ async def test_resume_failed_is_passed_on(tmp_path: Path):
 def test_ticket_url():
     assert ticket_url("ws://h:1/ws/query") == "http://h:1/ws/ticket"
     assert ticket_url("wss://h/legal/ws/query?x=1") == "https://h/legal/ws/ticket"
+
+
+def _drops_authorization_on_upgrades(app: Any) -> Any:
+    """A proxy in front of ``app`` that passes ``Authorization`` on HTTP but not on
+    WebSocket upgrades (as some do), so only a ticket gets a handshake through."""
+
+    async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+            scope = {**scope, "headers": headers}
+        await app(scope, receive, send)
+
+    return proxy
+
+
+async def test_token_client_falls_back_to_a_ticket_when_the_handshake_gets_401(tmp_path: Path):
+    settings = jwt_settings(tmp_path)
+    app = create_app(settings, runner_factory=lambda svc: ScriptedRunner(steps=1))
+    with live_server(_drops_authorization_on_upgrades(app), settings) as srv:
+        async with LegalStreamClient(srv.ws, token=make_token(sub="alice")) as c:
+            answer = await c.ask("What did the lease say?", case_id=1)
+            assert c._use_ticket  # the header was refused (401), the ticket let it in
+    assert answer.answer == "Scripted answer to: What did the lease say?"
+
+
+async def test_ticket_provider_is_used_from_the_first_handshake(tmp_path: Path):
+    settings = jwt_settings(tmp_path)
+    app = create_app(settings, runner_factory=lambda svc: ScriptedRunner(steps=1))
+    token = make_token(sub="alice")
+    asked: list[str] = []
+    with live_server(app, settings) as srv:
+
+        async def provider() -> str:
+            # Where a browser-side app would ask its own backend for a ticket.
+            async with httpx.AsyncClient(base_url=srv.http) as http:
+                r = await http.post("/ws/ticket", headers={"Authorization": f"Bearer {token}"})
+            asked.append(r.json()["ticket"])
+            return asked[-1]
+
+        async with LegalStreamClient(srv.ws, ticket_provider=provider) as c:
+            answer = await c.ask("q", case_id=1)
+    assert len(asked) == 1 and answer.answer == "Scripted answer to: q"
+
+
+async def test_token_client_without_a_ticket_endpoint_reports_the_refusal(tmp_path: Path):
+    settings = jwt_settings(tmp_path)
+    app = create_app(settings, runner_factory=lambda svc: ScriptedRunner(steps=1))
+    with live_server(_drops_authorization_on_upgrades(app), settings) as srv:
+        bad = LegalStreamClient(srv.ws, token="not-a-jwt", reconnect=False)
+        with pytest.raises(ConnectionLost, match="/ws/ticket: HTTP 401"):
+            async with bad:
+                pass
 
 
 def test_query_command_json(server, capsys):
