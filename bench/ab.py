@@ -8,7 +8,8 @@ medians per load:
     git worktree add /tmp/before HEAD~1
     python bench/ab.py --a /tmp/before/src --b "" --loads 1000x1 1000x50 100x200
 
-Environment settings (``LEGALSTREAM_*``, ``BENCH_THREADS``) apply to both.
+Environment settings (``LEGALSTREAM_*``, ``BENCH_THREADS``) apply to both;
+``--bus redis --workers 2`` measures the Redis bus.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fanout
 
 
-async def one(src: str, client: str, clients: int, events: int) -> dict[str, float]:
+async def one(args: argparse.Namespace, src: str, clients: int, events: int) -> dict[str, float]:
     os.environ["BENCH_EXTRA_PATH"] = f"{src}{os.pathsep}" if src else ""
-    server = fanout.Server("legalstream", "websockets-sansio", "memory", 1, events)
+    server = fanout.Server("legalstream", "websockets-sansio", args.bus, args.workers, events)
     try:
         await server.wait_ready()
-        await fanout.throughput(server.port, min(clients, 10), 10, client)  # warm-up
-        return await fanout.throughput(server.port, clients, events, client)
+        await fanout.throughput(server.port, min(clients, 10), 10, args.client)  # warm-up
+        return await fanout.throughput(server.port, clients, events, args.client)
     finally:
         server.stop()
 
@@ -44,7 +45,7 @@ async def main(args: argparse.Namespace) -> None:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for _ in range(args.repeat):
             for name, src in trees.items():
-                results[name].append(await one(src, args.client, clients, events))
+                results[name].append(await one(args, src, clients, events))
         base = statistics.median(r["events_per_s"] for r in results["a"])
         for name, runs in results.items():
             med: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -65,4 +66,6 @@ if __name__ == "__main__":
     parser.add_argument("--loads", nargs="+", default=["1000x50", "100x200"])
     parser.add_argument("--client", choices=list(fanout.CLIENTS), default="lean")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bus", choices=["memory", "redis"], default="memory")
+    parser.add_argument("--workers", type=int, default=1)
     asyncio.run(main(parser.parse_args()))

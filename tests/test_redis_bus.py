@@ -225,6 +225,37 @@ async def test_finish_run_publishes_closes_and_saves_in_one_call(make_bus):
     assert [r.run_id for r in await bus.list_runs(case_id=7)] == [run_id]
 
 
+async def test_open_run_saves_the_record_and_the_opening_frames_in_one_call(make_bus):
+    bus = await make_bus()
+    run_id = uuid.uuid4().hex
+    topic = run_topic(run_id)
+    record = RunRecord(
+        run_id=run_id,
+        query="q",
+        case_id=7,
+        user="u",
+        status="running",
+        started_at=time.time(),
+        ended_at=None,
+        event_count=0,
+        final=None,
+    )
+    await bus.open_run(topic, [ev(1, run_id), ev(2, run_id)], record)
+    saved = await bus.get_run(run_id)
+    assert saved is not None and saved.status == "running"
+    assert [r.run_id for r in await bus.list_runs(case_id=7)] == [run_id]
+    history = await bus.history(topic)
+    assert not history.closed and [e.seq for e in history.events] == [1, 2]
+    # A follower that took the opening frames from the run goes on from seq 2.
+    rec = Recorder()
+    bus.follow(topic, rec, after_seq=2)
+    await bus.publish_many(topic, [ev(3, run_id)])
+    await bus.finish_run(topic, [final(4, run_id)], record)
+    with anyio.fail_after(5):
+        await rec.ended.wait()
+    assert [e.seq for e in rec.events] == [3, 4]
+
+
 async def test_subscribe_then_publish_then_close(make_bus):
     bus = await make_bus()
     topic = new_topic()

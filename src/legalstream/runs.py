@@ -69,14 +69,12 @@ class Run:
     grace_handle: asyncio.TimerHandle | None = None
     watchdog: asyncio.TimerHandle | None = None
     first_event_at: float | None = None
-    #: The run's first frame (query_received, seq 1), numbered at start so that
-    #: the session can send it before it answers the connection's next message.
-    ack: Event | None = None
     #: The asking client's address, for the audit log.
     client_ip: str | None = None
-    #: The opening frames (query_received, agent_execution_start) when they were
-    #: published before start() returned (the in-process bus); else None: on their way.
-    opening: list[Event] | None = None
+    #: The opening frames (query_received and agent_execution_start, seq 1 and
+    #: 2): on the bus by the time start() returns, so that the session sends
+    #: them before it answers the connection's next message.
+    opening: list[Event] = field(default_factory=list)
     #: Made when somebody waits for the run (most runs nobody does).
     _done: anyio.Event | None = None
     _finished: bool = False
@@ -135,18 +133,6 @@ class ThreadBridge:
             if len(self._pending) > 1:
                 return
         self._loop.call_soon_threadsafe(self._flush)
-
-    def emit_from_loop(self, event: Event) -> None:
-        """Loop-side events (the opening frames, on a bus that awaits) take the same path, keeping order.
-
-        Delivered from a callback like the thread's, not right away: the
-        session that started the run subscribes first and takes them live.
-        """
-        with self._lock:
-            self._pending.append(event)
-            if len(self._pending) > 1:
-                return
-        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         with self._lock:
@@ -321,40 +307,32 @@ class RunManager:
         run_id = uuid.uuid4().hex
         request = RunRequest(run_id, query, case_id, stream_thinking, user)
         run = Run(request=request, connection_id=connection_id, client_ip=client_ip)
-        loop = asyncio.get_running_loop()
-        if self._inline is not None:
-            self._inline.save_run_now(self._record(run))
-            bridge = ThreadBridge(loop, run, self._publish_now)
-        else:
-            await self._bus.save_run(self._record(run))
-            bridge = ThreadBridge(loop, run, self._to_publisher)
-            # Thread batches hold bridge slots; the few loop-side ones use the spare room.
-            send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](
-                BRIDGE_SLOTS + 8
-            )
-            bridge.inbox = send
-            self._tg.start_soon(self._publisher, bridge, receive)
-        self._runs[run_id] = run
-        self._per_user[user] = self._per_user.get(user, 0) + 1
-        self.started += 1
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
-        run.ack = self._event(run, EventType.QUERY_RECEIVED, input_data=meta)
-        run.seq = run.ack.seq = 1
+        ack = self._event(run, EventType.QUERY_RECEIVED, input_data=meta, seq=1)
         start = self._event(
             run,
             EventType.AGENT_EXECUTION_START,
             action="kickoff",
             input_data={"query": query, "case_id": case_id},
+            seq=2,
         )
+        run.opening = [ack, start]
+        loop = asyncio.get_running_loop()
         if self._inline is not None:
-            # On the bus before start() returns: the session sends both from
-            # run.opening, in one write, before it answers anything else, and
-            # follows the bus from there.
-            run.opening = [run.ack, start]
+            self._inline.save_run_now(self._record(run))
+            bridge = ThreadBridge(loop, run, self._publish_now)
             self._publish_now(bridge, run.opening, 0)
         else:
-            bridge.emit_from_loop(run.ack)
-            bridge.emit_from_loop(start)
+            # The run's record and its opening frames: one round trip.
+            await self._bus.open_run(run_topic(run_id), run.opening, self._record(run))
+            self._number(run, run.opening)
+            bridge = ThreadBridge(loop, run, self._to_publisher)
+            send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](BRIDGE_SLOTS)
+            bridge.inbox = send
+            self._tg.start_soon(self._publisher, bridge, receive)
+        self._runs[run_id] = run
+        self._per_user[user] = self._per_user.get(user, 0) + 1
+        self.started += 1
         timeout = self._settings.timeout_seconds
         run.watchdog = loop.call_later(timeout, self.cancel, run_id, f"run exceeded {timeout:g}s")
         self._waiting.append(bridge)
@@ -438,6 +416,8 @@ class RunManager:
             if event.seq is None:
                 seq += 1
                 event.seq = seq
+            else:  # numbered at start (the opening frames)
+                seq = max(seq, event.seq)
             if event.is_final:
                 final = True
                 self._settle(run, event)
@@ -477,8 +457,8 @@ class RunManager:
             self._finish(run)
 
     def _to_publisher(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
-        # Never blocks: each batch holds at least one slot or is one of the few
-        # loop-side frames, and the inbox has room for all of them.
+        # Never blocks: each batch holds at least one of the bridge's slots, and
+        # the inbox has room for as many batches as there are slots.
         assert bridge.inbox is not None
         bridge.inbox.send_nowait((events, from_thread))
 

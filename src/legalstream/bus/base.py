@@ -128,6 +128,11 @@ class Bus(Protocol):
         """No more events: subscriptions end after draining."""
         ...
 
+    async def open_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        """``save_run`` and ``publish_many`` of a run's first batch (its opening
+        frames), in one round trip on Redis."""
+        ...
+
     async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
         """``publish_many``, ``close_topic`` and ``save_run`` of a run's last batch
         (its final event), in one round trip on Redis."""

@@ -214,6 +214,10 @@ class MemoryBus:
     async def close_topic(self, topic: str) -> None:
         self.close_topic_now(topic)
 
+    async def open_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        self.save_run_now(record)
+        self.publish_now(topic, events)
+
     async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
         self.publish_now(topic, events)
         self.close_topic_now(topic)

@@ -144,18 +144,34 @@ return 1
 """
 )
 
-#: A run's last batch, its end marker and its final record, in one command
-#: (publish_many, close_topic and save_run would be three round trips).
-#: KEYS the stream, then the record keys; ARGV maxlen, then the record args
-#: (the ttl among them also bounds the stream), then (entry id, encoded
-#: event) pairs.
-FINISH_RUN = (
-    _SAVE_RECORD
-    + """
+#: A run's batch stored with its record. KEYS the stream, then the record
+#: keys; ARGV maxlen, then the record args (the ttl among them also bounds
+#: the stream), then (entry id, encoded event) pairs.
+_STORE_BATCH = """
 local maxlen = ARGV[1]
 for i = 8, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'e', ARGV[i + 1])
 end
+"""
+
+#: A run's opening frames and its first record, in one command (save_run and
+#: publish_many would be two round trips before the run can start).
+OPEN_RUN = (
+    _SAVE_RECORD
+    + _STORE_BATCH
+    + """
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+save_record(2, 2)
+return 1
+"""
+)
+
+#: A run's last batch, its end marker and its final record, in one command
+#: (publish_many, close_topic and save_run would be three round trips).
+FINISH_RUN = (
+    _SAVE_RECORD
+    + _STORE_BATCH
+    + """
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'end', '1')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 save_record(2, 2)
@@ -353,6 +369,7 @@ class RedisBus:
         self._r: aioredis.Redis | None = None
         self._xadd_many: Any = None
         self._save_run: Any = None
+        self._open_run: Any = None
         self._finish_run: Any = None
         self._scripts = _ScriptBatch(self)
         self._reader_r: aioredis.Redis | None = None
@@ -417,6 +434,7 @@ class RedisBus:
         # at a third of a worker's time under streaming load.
         self._xadd_many = self._r.register_script(XADD_MANY)
         self._save_run = self._r.register_script(SAVE_RUN)
+        self._open_run = self._r.register_script(OPEN_RUN)
         self._finish_run = self._r.register_script(FINISH_RUN)
         # One connection each for the blocking XREAD and for Pub/Sub; no
         # internal retries there, the loops below reconnect with backoff.
@@ -548,21 +566,32 @@ class RedisBus:
             out.append(event.encoded)
         return out
 
+    async def open_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
+        """The run's first record and opening frames: one script call."""
+        await self._store_batch(self._open_run, "open_run", topic, events, record)
+        self._deliver_local(topic, events)
+
     async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
         """The run's last batch, end marker and final record: one script call."""
-        if self._finish_run is None:
+        await self._store_batch(self._finish_run, "finish_run", topic, events, record)
+        self._deliver_local(topic, events)
+        self._end_local(topic, self._open.pop(topic, None))
+
+    async def _store_batch(
+        self, script: Any, what: str, topic: str, events: list[Event], record: RunRecord
+    ) -> None:
+        """Call ``OPEN_RUN`` or ``FINISH_RUN``: they take the same KEYS and ARGV."""
+        if script is None:
             raise RuntimeError("RedisBus.start() was not called")
         self.published += len(events)
         keys, args = self._record_keys_args(record)
         keys.insert(0, self._stream_key(topic))
         args = [self.settings.history_per_run, *args, *self._entries(topic, events)]
         try:
-            with self._guard("finish_run"):
-                await self._scripts.call(self._finish_run, keys, args)
+            with self._guard(what):
+                await self._scripts.call(script, keys, args)
         except ResponseError as exc:
-            raise RuntimeError(f"finishing {topic} refused (closed or seq reused): {exc}") from exc
-        self._deliver_local(topic, events)
-        self._end_local(topic, self._open.pop(topic, None))
+            raise RuntimeError(f"{what} on {topic} refused (closed or seq reused): {exc}") from exc
 
     def _deliver_local(self, topic: str, events: list[Event]) -> None:
         """Hand just-stored events to this worker's subscribers that are caught up.

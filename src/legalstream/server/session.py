@@ -394,20 +394,13 @@ class Session:
             raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc)) from None
         events = cmd.events if cmd.events is not None else self._subscription
         allowed = EventFilter(cmd.stream_thinking, events)
-        # The acknowledgement goes out now, in order with this connection's other
-        # replies (an error for its next message cannot overtake it).
-        if run.opening is not None:
-            # Already on the bus, with agent_execution_start: both go out in one
-            # write, and the bus streams the rest.
-            opening = [event for event in run.opening if allowed(event)]
-            if opening:
-                self.send_events(opening)
-            self._follow(run.run_id, run.opening[-1].seq or 0, allowed)
-            return
-        assert run.ack is not None
-        if allowed(run.ack):
-            self.send_event(run.ack)
-        self._follow(run.run_id, 1, allowed)
+        # The opening frames (on the bus already) go out now, in one write and in
+        # order with this connection's other replies: an error for its next
+        # message cannot overtake them. The bus streams the rest.
+        opening = [event for event in run.opening if allowed(event)]
+        if opening:
+            self.send_events(opening)
+        self._follow(run.run_id, run.opening[-1].seq or 0, allowed)
 
     async def _resume(self, cmd: ResumeCommand) -> None:
         record = await self.svc.bus.get_run(cmd.run_id)
