@@ -108,6 +108,12 @@ def _template_frames(count: int) -> list[str]:
     return [*chunks, frame(EventType.AGENT_EXECUTION_COMPLETE, count + 3)]
 
 
+def _requested_frames(query: str | bytes, cache: dict[int, list[str]]) -> list[str]:
+    """The frames a baseline sends for a bench query (``"bench K"``): K chunks, then the final one."""
+    count = int(orjson.loads(query)["query"].split()[-1])
+    return cache.get(count) or cache.setdefault(count, _template_frames(count))
+
+
 def _stamp(frame: str) -> str:
     return frame.replace('"timestamp":0.0', f'"timestamp":{time.time()}', 1)
 
@@ -159,8 +165,7 @@ def starlette_app() -> Any:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            count = int(orjson.loads(message["text"])["query"].split()[-1])
-            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            frames = _requested_frames(message["text"], cache)
             for frame in frames:
                 await websocket.send_text(_stamp(frame))
 
@@ -184,7 +189,7 @@ def starlette_thread_app() -> Any:
 
     hello = '{"type":"connection_established"}'
     cache: dict[int, list[str]] = {}
-    pool = ThreadPoolExecutor(int(os.environ.get("BENCH_THREADS", "4")))
+    pool = ThreadPoolExecutor(BENCH_THREADS)
 
     def produce(frames: list[str], loop: Any, inbox: asyncio.Queue[list[str]]) -> None:
         lock, pending = threading.Lock(), []
@@ -210,8 +215,7 @@ def starlette_thread_app() -> Any:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            count = int(orjson.loads(message["text"])["query"].split()[-1])
-            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            frames = _requested_frames(message["text"], cache)
             inbox: asyncio.Queue[list[str]] = asyncio.Queue()
             pool.submit(produce, frames, loop, inbox)
             left = len(frames)
@@ -232,8 +236,7 @@ async def websockets_server(port: int) -> None:
     async def handler(ws: Any) -> None:
         await ws.send('{"type":"connection_established"}')
         async for message in ws:
-            count = int(orjson.loads(message)["query"].split()[-1])
-            frames = cache.get(count) or cache.setdefault(count, _template_frames(count))
+            frames = _requested_frames(message, cache)
             for frame in frames:
                 await ws.send(_stamp(frame))
 

@@ -196,6 +196,21 @@ async def test_memory_bus_pushes_to_followers_inside_publish():
     assert len(asyncio.all_tasks()) == tasks
 
 
+def run_record(run_id: str, final_event: Event | None = None) -> RunRecord:
+    """A record of case 7's run: running, or finished with ``final_event``."""
+    return RunRecord(
+        run_id=run_id,
+        query="q",
+        case_id=7,
+        user="u",
+        status="running" if final_event is None else "complete",
+        started_at=time.time(),
+        ended_at=None if final_event is None else time.time(),
+        event_count=0 if final_event is None else final_event.seq or 0,
+        final=None if final_event is None else final_event.to_dict(),
+    )
+
+
 async def test_finish_run_publishes_closes_and_saves_in_one_call(make_bus):
     bus = await make_bus()
     run_id = uuid.uuid4().hex
@@ -203,17 +218,7 @@ async def test_finish_run_publishes_closes_and_saves_in_one_call(make_bus):
     rec = Recorder()
     bus.follow(topic, rec, after_seq=0)
     await bus.publish_many(topic, [ev(1, run_id), ev(2, run_id)])
-    record = RunRecord(
-        run_id=run_id,
-        query="q",
-        case_id=7,
-        user="u",
-        status="complete",
-        started_at=time.time(),
-        ended_at=time.time(),
-        event_count=3,
-        final=final(3, run_id).to_dict(),
-    )
+    record = run_record(run_id, final(3, run_id))
     await bus.finish_run(topic, [final(3, run_id)], record)
     with anyio.fail_after(5):
         await rec.ended.wait()
@@ -229,17 +234,7 @@ async def test_open_run_saves_the_record_and_the_opening_frames_in_one_call(make
     bus = await make_bus()
     run_id = uuid.uuid4().hex
     topic = run_topic(run_id)
-    record = RunRecord(
-        run_id=run_id,
-        query="q",
-        case_id=7,
-        user="u",
-        status="running",
-        started_at=time.time(),
-        ended_at=None,
-        event_count=0,
-        final=None,
-    )
+    record = run_record(run_id)
     await bus.open_run(topic, [ev(1, run_id), ev(2, run_id)], record)
     saved = await bus.get_run(run_id)
     assert saved is not None and saved.status == "running"

@@ -119,7 +119,6 @@ class ThreadBridge:
         self._room = threading.Condition(self._lock)
         self._in_flight = 0
         self._pending: list[Event] = []
-        self._pending_from_thread = 0
         #: The publisher task's inbox, on a bus that must await (see RunManager).
         self.inbox: MemoryObjectSendStream[tuple[list[Event], int]] | None = None
 
@@ -128,7 +127,6 @@ class ThreadBridge:
             while self._in_flight >= BRIDGE_SLOTS:
                 self._room.wait()
             self._in_flight += 1
-            self._pending_from_thread += 1
             self._pending.append(event)
             if len(self._pending) > 1:
                 return
@@ -137,9 +135,9 @@ class ThreadBridge:
     def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
-            from_thread, self._pending_from_thread = self._pending_from_thread, 0
         if batch:
-            self._deliver(self, batch, from_thread)
+            # Every pending event came from the thread and holds a slot.
+            self._deliver(self, batch, len(batch))
 
     def release(self, count: int) -> None:
         """``count`` thread events were published: their slots are free again."""
