@@ -9,7 +9,8 @@ medians per load:
     python bench/ab.py --a /tmp/before/src --b "" --loads 1000x1 1000x50 100x200
 
 Environment settings (``LEGALSTREAM_*``, ``BENCH_THREADS``) apply to both;
-``--bus redis --workers 2`` measures the Redis bus.
+``--bus redis --workers 2`` measures the Redis bus; ``--bare`` adds the bare
+Starlette endpoint as a third arm, so each round also gives issue 2's ratio.
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fanout
 
 
+#: The --bare arm's name in ``trees``: not a source tree but fanout's bare endpoint.
+BARE = "bare Starlette"
+
+
 async def one(args: argparse.Namespace, src: str, clients: int, events: int) -> dict[str, float]:
-    os.environ["BENCH_EXTRA_PATH"] = f"{src}{os.pathsep}" if src else ""
-    server = fanout.Server("legalstream", "websockets-sansio", args.bus, args.workers, events)
+    if src == BARE:
+        server = fanout.Server("starlette", "websockets-sansio", "memory", 1, events)
+    else:
+        os.environ["BENCH_EXTRA_PATH"] = f"{src}{os.pathsep}" if src else ""
+        server = fanout.Server("legalstream", "websockets-sansio", args.bus, args.workers, events)
     try:
         await server.wait_ready()
         await fanout.throughput(server.port, min(clients, 10), 10, args.client)  # warm-up
@@ -40,6 +48,8 @@ async def one(args: argparse.Namespace, src: str, clients: int, events: int) -> 
 
 async def main(args: argparse.Namespace) -> None:
     trees = {"a": args.a, "b": args.b}
+    if args.bare:
+        trees["bare"] = BARE
     for load in args.loads:
         clients, events = (int(x) for x in load.split("x"))
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
@@ -47,12 +57,21 @@ async def main(args: argparse.Namespace) -> None:
             for name, src in trees.items():
                 results[name].append(await one(args, src, clients, events))
         base = statistics.median(r["events_per_s"] for r in results["a"])
+        bare = results.get("bare")
+        bare_tp = statistics.median(r["events_per_s"] for r in bare) if bare else None
+        bare_p99 = statistics.median(r["p99_ms"] for r in bare) if bare else None
         for name, runs in results.items():
             med: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             print(
                 f"{name} ({trees[name] or 'this checkout'}) {clients} x {events}:"
                 f" {med['events_per_s']:9.0f} events/s ({med['events_per_s'] / base:.2f}x a)"
-                f"  p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:6.2f} ms",
+                f"  p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:6.2f} ms"
+                + (
+                    f"  (x bare: {med['events_per_s'] / bare_tp:.2f} events/s,"
+                    f" {med['p99_ms'] / bare_p99:.2f} p99)"
+                    if bare_tp and bare_p99
+                    else ""
+                ),
                 flush=True,
             )
 
@@ -68,4 +87,5 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bus", choices=["memory", "redis"], default="memory")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bare", action="store_true", help="also measure bare Starlette")
     asyncio.run(main(parser.parse_args()))
