@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fanout
 
-
 #: The --bare arm's name in ``trees``: not a source tree but fanout's bare endpoint.
 BARE = "bare Starlette"
 

@@ -6,8 +6,13 @@ emits them in a worker thread through the real path (RunManager's threads and
 thread bridge, bus, session follower and send path, uvicorn). The baselines
 send the same pre-encoded frames:
 
-- ``starlette``: a bare Starlette endpoint on the same uvicorn settings, which
-  stamps each frame just before it writes it (the baseline of issue 2);
+- ``starlette``: a bare Starlette endpoint on the same uvicorn settings (the
+  baseline of issue 2). Its frames are pre-encoded, so they are published,
+  and stamped, when a query asks for them;
+- ``starlette-write``: the same endpoint, each frame stamped just before it is
+  written: latency then leaves out the time a frame waits behind its own
+  run's earlier frames, which every other server here is charged for (a
+  reference row; sessions 3 and 4 used it as the baseline);
 - ``starlette-thread``: the same endpoint, its frames made (and stamped) in
   worker threads and handed to the loop in batches: the least a server must do
   to stream from a synchronous agent, so legalstream minus this is what its
@@ -30,9 +35,11 @@ decides what the latency figures measure:
 Reported: delivered events/s and latency p50/p99 at saturation (every client
 asks at once); latency below saturation (lean client, queries started evenly
 at half the bare endpoint's throughput, open loop); server RSS per idle
-connection. Latency is from the frame's ``timestamp`` (set when the event is
-made: by legalstream's producer thread, by the baselines' writer or thread) to
-its arrival; same clock, same machine. Ratios are against the bare Starlette
+connection. Latency is publish-to-receive: from the frame's ``timestamp`` (set
+when the event is published: by legalstream's producer thread as it emits
+the event, by starlette-thread's thread as it makes the frame, by the bare
+endpoints when the query asks for the run's pre-encoded frames) to its
+arrival; same clock, same machine. Ratios are against the bare Starlette
 endpoint measured in the same run with the same client.
 
     python bench/fanout.py                 # 100 and 1,000 clients; RSS at 1,000 and 5,000
@@ -74,7 +81,13 @@ AGENT = "Legal Question Answering Agent"
 #: default is 16.)
 BENCH_THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 #: Servers whose latency is also measured below saturation (memory bus only).
-PACED_KINDS = ("starlette", "starlette-thread", "legalstream")
+PACED_KINDS = ("starlette", "starlette-write", "starlette-thread", "legalstream")
+#: The uvicorn app factories of the bare endpoints (``serve --kind``).
+BARE_APPS = {
+    "starlette": "starlette_app",
+    "starlette-write": "starlette_write_app",
+    "starlette-thread": "starlette_thread_app",
+}
 #: The load generators (--client). Both run every client in this one process.
 CLIENTS = {
     "lean": "lean (bench/wsclient.py: frames parsed per read, no future per frame)",
@@ -114,8 +127,9 @@ def _requested_frames(query: str | bytes, cache: dict[int, list[str]]) -> list[s
     return cache.get(count) or cache.setdefault(count, _template_frames(count))
 
 
-def _stamp(frame: str) -> str:
-    return frame.replace('"timestamp":0.0', f'"timestamp":{time.time()}', 1)
+def _stamp(frame: str, now: float | None = None) -> str:
+    stamp = time.time() if now is None else now
+    return frame.replace('"timestamp":0.0', f'"timestamp":{stamp}', 1)
 
 
 class BenchRunner:
@@ -151,7 +165,16 @@ def legalstream_app() -> Any:
 
 
 def starlette_app() -> Any:
-    """Bare Starlette endpoint: on any message, send the pre-encoded frames."""
+    """Bare Starlette endpoint: on any message, send the pre-encoded frames, published now."""
+    return _bare_app(stamp_at_write=False)
+
+
+def starlette_write_app() -> Any:
+    """The bare endpoint, each frame stamped just before it is written."""
+    return _bare_app(stamp_at_write=True)
+
+
+def _bare_app(*, stamp_at_write: bool) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 
@@ -166,8 +189,9 @@ def starlette_app() -> Any:
             if message["type"] == "websocket.disconnect":
                 return
             frames = _requested_frames(message["text"], cache)
+            published = None if stamp_at_write else time.time()
             for frame in frames:
-                await websocket.send_text(_stamp(frame))
+                await websocket.send_text(_stamp(frame, published))
 
     return Starlette(routes=[WebSocketRoute("/ws/query", endpoint)])
 
@@ -237,8 +261,9 @@ async def websockets_server(port: int) -> None:
         await ws.send('{"type":"connection_established"}')
         async for message in ws:
             frames = _requested_frames(message, cache)
+            published = time.time()
             for frame in frames:
-                await ws.send(_stamp(frame))
+                await ws.send(_stamp(frame, published))
 
     async with serve(
         handler, "127.0.0.1", port, max_size=64 * 1024, compression=None, ping_interval=None
@@ -263,10 +288,8 @@ def serve_main(args: argparse.Namespace) -> None:
         "log_level": "warning",
         "backlog": 8192,
     }
-    if args.kind in ("starlette", "starlette-thread"):
-        factory = (
-            "fanout:starlette_app" if args.kind == "starlette" else "fanout:starlette_thread_app"
-        )
+    if args.kind in BARE_APPS:
+        factory = f"fanout:{BARE_APPS[args.kind]}"
         uvicorn.run(factory, workers=args.workers if args.workers > 1 else None, **options)
         return
     # legalstream runs exactly as `legalstream serve` runs it (server/runner.py):
@@ -554,52 +577,63 @@ async def cpu_driver() -> None:
         )
 
 
-async def measure(
-    kind: str,
+#: One server configuration under test: kind, ws_impl, bus, workers.
+Config = tuple[str, str, str, int]
+
+
+def _configs(args: argparse.Namespace) -> list[Config]:
+    """What this run measures, baseline first, in the order the tables print."""
+    configs: list[Config] = [("starlette", args.ws_impl, "memory", 1)]
+    if "lean" in args.clients and not args.ws_impls:
+        configs += [
+            ("starlette-write", args.ws_impl, "memory", 1),
+            ("starlette-thread", args.ws_impl, "memory", 1),
+        ]
+    impls = ("websockets-sansio", UNBATCHED, "websockets", "wsproto")
+    for impl in impls if args.ws_impls else (args.ws_impl,):
+        configs.append(("legalstream", impl, "memory", 1))
+    if args.bus == "redis" or args.workers > 1:
+        configs.append(("legalstream", args.ws_impl, args.bus, args.workers))
+    if not args.quick:
+        configs.append(("websockets", "-", "memory", 1))
+    return configs
+
+
+async def _one(
+    config: Config, clients: int, events: int, client: str, runs_per_s: float | None = None
+) -> dict[str, float]:
+    """One measurement on a fresh server."""
+    kind, ws_impl, bus, workers = config
+    server = Server(kind, ws_impl, bus, workers, events)
+    try:
+        await server.wait_ready()
+        await throughput(server.port, min(clients, 10), 10, client)  # warm-up
+        return await throughput(server.port, clients, events, client, runs_per_s)
+    finally:
+        server.stop()
+
+
+async def measure_round(
+    config: Config,
     args: argparse.Namespace,
-    ws_impl: str,
-    bus: str = "memory",
-    workers: int = 1,
     *,
-    paced_only: bool = False,
-    into: dict[str, Any] | None = None,
+    paced: dict[int, float],
+    saturation: bool = True,
+    extras: bool = False,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = into or {
-        "kind": kind,
-        "ws_impl": ws_impl,
-        "bus": bus,
-        "workers": workers,
-    }
+    """One round of a configuration: every load at saturation with each client,
+    then paced (``paced``: runs/s per client count); RSS and resume with ``extras``."""
+    kind, ws_impl, bus, workers = config
+    result: dict[str, Any] = {}
     for clients, events in args.loads:
-        for client in [] if paced_only else args.clients:
-            runs = []
-            for _ in range(args.repeat):
-                server = Server(kind, ws_impl, bus, workers, events)
-                try:
-                    await server.wait_ready()
-                    await throughput(server.port, min(clients, 10), 10, client)  # warm-up
-                    runs.append(await throughput(server.port, clients, events, client))
-                finally:
-                    server.stop()
-            result[f"tp{clients}/{client}"] = {
-                k: statistics.median(r[k] for r in runs) for k in runs[0]
-            }
-        if kind in PACED_KINDS and bus == "memory" and clients in args.paced:
-            runs = []
-            for _ in range(args.repeat):
-                server = Server(kind, ws_impl, bus, workers, events)
-                try:
-                    await server.wait_ready()
-                    await throughput(server.port, min(clients, 10), 10, "lean")  # warm-up
-                    runs.append(
-                        await throughput(server.port, clients, events, "lean", args.paced[clients])
-                    )
-                finally:
-                    server.stop()
-            result[f"paced{clients}"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    if paced_only:
+        for client in args.clients if saturation else []:
+            result[f"tp{clients}/{client}"] = await _one(config, clients, events, client)
+        if kind in PACED_KINDS and bus == "memory" and clients in paced:
+            result[f"paced{clients}"] = await _one(config, clients, events, "lean", paced[clients])
+    if not extras:
         return result
-    if args.rss and kind not in ("websockets", "starlette-thread") and workers == 1:
+    bare_rss = kind not in ("websockets", "starlette-write", "starlette-thread")
+    if args.rss and bare_rss and workers == 1:
         server = Server(kind, ws_impl, bus, workers, 10)
         try:
             await server.wait_ready()
@@ -618,89 +652,122 @@ async def measure(
     return result
 
 
-def _print(
-    results: list[dict[str, Any]], baseline: dict[str, Any], args: argparse.Namespace
-) -> None:
-    print(f"\nfan-out: loads (clients x events) = {args.loads}, median of {args.repeat}")
+class _Rounds:
+    """Each configuration's rounds; medians, and ratios paired round by round.
+
+    A ratio is the median over rounds of (this config ÷ the other config in
+    the same round): the rounds interleave every configuration, so a machine
+    that drifts between rounds moves both sides of each ratio together.
+    """
+
+    def __init__(self, configs: list[Config]) -> None:
+        self.by_config: dict[Config, list[dict[str, Any]]] = {c: [] for c in configs}
+
+    def has(self, config: Config, key: str) -> bool:
+        return all(key in r for r in self.by_config[config])
+
+    def median(self, config: Config, key: str, metric: str) -> float:
+        return statistics.median(r[key][metric] for r in self.by_config[config])
+
+    def ratio(self, config: Config, other: Config, key: str, metric: str) -> float:
+        pairs = zip(self.by_config[config], self.by_config[other], strict=True)
+        return statistics.median(a[key][metric] / b[key][metric] for a, b in pairs)
+
+    def extra(self, config: Config, key: str) -> Any:
+        return next((r[key] for r in self.by_config[config] if key in r), None)
+
+
+def _name(config: Config) -> str:
+    kind, ws_impl, bus, workers = config
+    return f"{kind} ({ws_impl}, bus={bus}, workers={workers})"
+
+
+def _print(rounds: _Rounds, configs: list[Config], args: argparse.Namespace) -> None:
+    base = configs[0]
+    print(
+        f"\nfan-out: loads (clients x events) = {args.loads}; median of {args.repeat} rounds,"
+        " each round every server in turn; 'x base' is the median of the rounds' ratios"
+    )
     for client in args.clients:
         print(f"\nclient: {CLIENTS[client]}")
         print(
-            f"{'server':60} {'clients':>7} {'events/s':>10} {'x base':>7} {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
+            f"{'server':60} {'clients':>7} {'events/s':>10} {'x base':>7}"
+            f" {'p50 ms':>8} {'p99 ms':>8} {'x base':>7}"
         )
-        for r in results:
-            name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
+        for config in configs:
             for clients, _ in args.loads:
                 key = f"tp{clients}/{client}"
-                tp, base = r[key], baseline[key]
                 print(
-                    f"{name:60} {clients:>7} {tp['events_per_s']:>10.0f} {tp['events_per_s'] / base['events_per_s']:>7.2f} "
-                    f"{tp['p50_ms']:>8.2f} {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f}"
+                    f"{_name(config):60} {clients:>7}"
+                    f" {rounds.median(config, key, 'events_per_s'):>10.0f}"
+                    f" {rounds.ratio(config, base, key, 'events_per_s'):>7.2f}"
+                    f" {rounds.median(config, key, 'p50_ms'):>8.2f}"
+                    f" {rounds.median(config, key, 'p99_ms'):>8.2f}"
+                    f" {rounds.ratio(config, base, key, 'p99_ms'):>7.2f}"
                 )
     if args.paced:
         print(
             "\nlatency below saturation: lean client, queries started evenly at half the bare "
-            "Starlette endpoint's throughput above (open loop)"
+            "Starlette endpoint's throughput in the first round (open loop)"
         )
         print(
             f"{'server':60} {'clients':>7} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
             f" {'x base':>7} {'x thread':>8}"
         )
-        thread = next((r for r in results if r["kind"] == "starlette-thread"), None)
-        for r in results:
-            name = f"{r['kind']} ({r['ws_impl']}, bus={r['bus']}, workers={r['workers']})"
+        thread = next((c for c in configs if c[0] == "starlette-thread"), None)
+        for config in configs:
             for clients, _ in args.loads:
                 key = f"paced{clients}"
-                if key not in r:
+                if not rounds.has(config, key):
                     continue
-                tp, base = r[key], baseline[key]
                 vs_thread = (
-                    f"{tp['p99_ms'] / thread[key]['p99_ms']:>8.2f}"
-                    if thread and key in thread
+                    f"{rounds.ratio(config, thread, key, 'p99_ms'):>8.2f}"
+                    if thread and rounds.has(thread, key)
                     else f"{'-':>8}"
                 )
                 print(
-                    f"{name:60} {clients:>7} {tp['events_per_s']:>10.0f} {tp['p50_ms']:>8.2f}"
-                    f" {tp['p99_ms']:>8.2f} {tp['p99_ms'] / base['p99_ms']:>7.2f} {vs_thread}"
+                    f"{_name(config):60} {clients:>7}"
+                    f" {rounds.median(config, key, 'events_per_s'):>10.0f}"
+                    f" {rounds.median(config, key, 'p50_ms'):>8.2f}"
+                    f" {rounds.median(config, key, 'p99_ms'):>8.2f}"
+                    f" {rounds.ratio(config, base, key, 'p99_ms'):>7.2f} {vs_thread}"
                 )
-    for r in results:
-        if "rss" in r:
-            for n, per in r["rss"].items():
-                base = baseline.get("rss", {}).get(n)
-                ratio = f"{per / base:.2f}" if base else "-"
-                print(
-                    f"RSS per idle connection  {r['kind']:12} {n:>6} conns: {per / 1024:7.1f} KiB  (x base {ratio})"
-                )
-        if "resume_1000_s" in r:
+    base_rss = rounds.extra(base, "rss") or {}
+    for config in configs:
+        rss = rounds.extra(config, "rss")
+        for n, per in (rss or {}).items():
+            ratio = f"{per / base_rss[n]:.2f}" if n in base_rss else "-"
             print(
-                f"resume: replay of 1,000 events ({r['bus']} bus): {r['resume_1000_s'] * 1000:.1f} ms"
+                f"RSS per idle connection  {config[0]:12} {n:>6} conns:"
+                f" {per / 1024:7.1f} KiB  (x base {ratio})"
             )
+        resume = rounds.extra(config, "resume_1000_s")
+        if resume is not None:
+            print(f"resume: replay of 1,000 events ({config[2]} bus): {resume * 1000:.1f} ms")
 
 
 async def driver(args: argparse.Namespace) -> None:
-    results = []
+    configs = _configs(args)
+    base = configs[0]
+    rounds = _Rounds(configs)
     args.paced = {}
-    baseline = await measure("starlette", args, args.ws_impl)
-    results.append(baseline)
-    if "lean" in args.clients and not args.ws_impls:
-        # Half of what the bare endpoint delivered at saturation, as runs per second.
-        args.paced = {
-            clients: 0.5 * baseline[f"tp{clients}/lean"]["events_per_s"] / (events + 3)
-            for clients, events in args.loads
-        }
-        baseline = await measure("starlette", args, args.ws_impl, paced_only=True, into=baseline)
-        results.append(await measure("starlette-thread", args, args.ws_impl))
-    if args.ws_impls:
-        for impl in ("websockets-sansio", UNBATCHED, "websockets", "wsproto"):
-            results.append(await measure("legalstream", args, impl))
-    else:
-        results.append(await measure("legalstream", args, args.ws_impl))
-    if args.bus == "redis" or args.workers > 1:
-        results.append(
-            await measure("legalstream", args, args.ws_impl, bus=args.bus, workers=args.workers)
-        )
-    if not args.quick:
-        results.append(await measure("websockets", args, "-"))
-    _print(results, baseline, args)
+    # The load generator's own first run is slow (its first 1,000 connections,
+    # allocator growth); keep that out of the first round's baseline.
+    clients, events = args.loads[0]
+    await _one(base, clients, events, args.clients[0])
+    for round_ in range(args.repeat):
+        for config in configs:
+            last = round_ == args.repeat - 1
+            result = await measure_round(config, args, paced=args.paced, extras=last)
+            if config == base and not args.paced and "lean" in args.clients and not args.ws_impls:
+                # Half of what the bare endpoint delivered at saturation, as runs per second.
+                args.paced = {
+                    clients: 0.5 * result[f"tp{clients}/lean"]["events_per_s"] / (events + 3)
+                    for clients, events in args.loads
+                }
+                result.update(await measure_round(config, args, paced=args.paced, saturation=False))
+            rounds.by_config[config].append(result)
+    _print(rounds, configs, args)
 
 
 def main() -> None:
@@ -712,7 +779,7 @@ def main() -> None:
     serve.add_argument(
         "--kind",
         required=True,
-        choices=["legalstream", "starlette", "starlette-thread", "websockets"],
+        choices=["legalstream", *BARE_APPS, "websockets"],
     )
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--ws-impl", default="websockets-sansio")
