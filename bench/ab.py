@@ -9,6 +9,7 @@ medians per load:
     python bench/ab.py --a /tmp/before/src --b "" --loads 1000x1 1000x50 100x200
 
 Environment settings (``LEGALSTREAM_*``, ``BENCH_THREADS``) apply to both;
+``--a-threads``/``--b-threads`` give each arm its own ``BENCH_THREADS``;
 ``--bus redis --workers 2`` measures the Redis bus; ``--bare`` adds the bare
 Starlette endpoint as a third arm, so each round also gives issue 2's ratio.
 """
@@ -31,12 +32,16 @@ import fanout
 BARE = "bare Starlette"
 
 
-async def one(args: argparse.Namespace, src: str, clients: int, events: int) -> dict[str, float]:
+async def one(
+    args: argparse.Namespace, src: str, clients: int, events: int, threads: int
+) -> dict[str, float]:
     if src == BARE:
         server = fanout.Server("starlette", "websockets-sansio", "memory", 1, events)
     else:
         os.environ["BENCH_EXTRA_PATH"] = f"{src}{os.pathsep}" if src else ""
-        server = fanout.Server("legalstream", "websockets-sansio", args.bus, args.workers, events)
+        server = fanout.Server(
+            "legalstream", "websockets-sansio", args.bus, args.workers, events, threads
+        )
     try:
         await server.wait_ready()
         await fanout.throughput(server.port, min(clients, 10), 10, args.client)  # warm-up
@@ -54,7 +59,8 @@ async def main(args: argparse.Namespace) -> None:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for _ in range(args.repeat):
             for name, src in trees.items():
-                results[name].append(await one(args, src, clients, events))
+                threads = args.b_threads if name == "b" else args.a_threads
+                results[name].append(await one(args, src, clients, events, threads))
         base = statistics.median(r["events_per_s"] for r in results["a"])
         bare = results.get("bare")
         bare_tp = statistics.median(r["events_per_s"] for r in bare) if bare else None
@@ -87,4 +93,6 @@ if __name__ == "__main__":
     parser.add_argument("--bus", choices=["memory", "redis"], default="memory")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bare", action="store_true", help="also measure bare Starlette")
+    parser.add_argument("--a-threads", type=int, default=fanout.BENCH_THREADS, help="run threads")
+    parser.add_argument("--b-threads", type=int, default=fanout.BENCH_THREADS, help="run threads")
     asyncio.run(main(parser.parse_args()))

@@ -75,11 +75,13 @@ if str(ROOT / "src") not in sys.path:
 
 AGENT = "Legal Question Answering Agent"
 #: Worker threads of the servers that make frames in threads (legalstream's
-#: runs.max_concurrent, and starlette-thread's pool). The synthetic runs are
-#: CPU-bound and take microseconds: more threads than a few only queue more
-#: stamped events behind the GIL. (Real runs wait on an LLM: the product's
-#: default is 16.)
-BENCH_THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+#: runs.max_concurrent, and starlette-thread's pool): as many as the machine
+#: has cores. The synthetic runs are CPU-bound and take microseconds, so more
+#: threads only queue more stamped events behind the GIL: against 4, 2 gave
+#: the same throughput at 100 x 200 (0.98x), more at 1,000 x 50 (1.19x), and
+#: half the p99 or less (session 5, bench/ab.py, 5 rounds). Real runs wait on
+#: an LLM: the product's default is 16.
+BENCH_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 #: Servers whose latency is also measured below saturation (memory bus only).
 PACED_KINDS = ("starlette", "starlette-write", "starlette-thread", "legalstream")
 #: The uvicorn app factories of the bare endpoints (``serve --kind``).
@@ -321,7 +323,15 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, ws_impl: str, bus: str, workers: int, events: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        ws_impl: str,
+        bus: str,
+        workers: int,
+        events: int,
+        threads: int = BENCH_THREADS,
+    ) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
@@ -331,10 +341,12 @@ class Server:
             "LEGALSTREAM_BUS__BACKEND": bus,
             "LEGALSTREAM_SERVER__SEND_QUEUE_SIZE": "100000",
             "LEGALSTREAM_SERVER__MAX_RUNS_PER_CONNECTION": "4",
-            "LEGALSTREAM_RUNS__MAX_CONCURRENT": str(BENCH_THREADS),
-            "BENCH_THREADS": str(BENCH_THREADS),
+            "LEGALSTREAM_RUNS__MAX_CONCURRENT": str(threads),
+            "BENCH_THREADS": str(threads),
             "LEGALSTREAM_RUNS__MAX_QUEUED": "100000",
             "LEGALSTREAM_LOG_LEVEL": "warning",
+            # Audit stays on (it is part of the product's cost), out of the report.
+            "LEGALSTREAM_AUDIT__PATH": os.devnull,
             "LEGALSTREAM_BUS__REDIS_PREFIX": f"bench{self.port}",
         }
         cmd = [
