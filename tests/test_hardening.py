@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -229,7 +230,13 @@ async def test_peer_that_stops_answering_pings_is_reaped(tmp_path):
             assert mute.close_code() == 1011  # keepalive ping timeout
             mute.abort()
             await asyncio.sleep(1.0)  # several ping rounds: the healthy one stays
-            assert (await status(srv))["active_connections"] == 1
+            now = await status(srv)
+            assert now["active_connections"] == 1
+            # Its answers are on record: when the last pong came, and the round trip.
+            health = now["connections"][0]["metadata"]["health"]
+            last_pong = datetime.fromisoformat(health["last_pong"]).timestamp()
+            assert 0 <= time.time() - last_pong < 1.0
+            assert 0 <= health["ping_rtt_ms"] < 300
             await healthy.send(json.dumps(QUERY))
             assert (await collect_run(healthy))[-1]["type"] == "agent_execution_complete"
 

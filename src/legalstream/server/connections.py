@@ -8,6 +8,7 @@ dropped or timed-out connection is gone the moment its session ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,9 @@ class ConnectionInfo:
     last_sent: float | None = None
     #: Frames the send queue holds before the client counts as a slow consumer.
     queue_capacity: int = 0
+    #: The server's keepalive record (ws_protocol's ``keepalive``): when the
+    #: client last answered a ping, and the round trip. None on other servers.
+    keepalive: Callable[[], tuple[float | None, float | None]] | None = None
 
     def touch(self) -> None:
         self.last_activity = time.time()
@@ -43,12 +47,14 @@ class ConnectionInfo:
     def health(self, now: float | None = None) -> dict[str, Any]:
         """What is knowable about this connection's health (docs/operations.md).
 
-        uvicorn answers WebSocket pings itself and sends its own keepalive pings
-        (``server.ping_interval``), closing a peer that misses ``ping_timeout``;
-        it does not tell the app when a pong arrived, so ``last_pong`` is always
-        null. ``last_inbound_s`` is the age of the last client *message*.
+        ``last_pong`` is when the client last answered one of the server's
+        keepalive pings (``server.ping_interval``), with that ping's round trip;
+        null before the first answer, or when the server is not ours (uvicorn
+        tells the app nothing of pongs: ws_protocol reports them).
+        ``last_inbound_s`` is the age of the last client *message*.
         """
         now = time.time() if now is None else now
+        pong_at, rtt = self.keepalive() if self.keepalive is not None else (None, None)
         fill = self.queue_depth / self.queue_capacity if self.queue_capacity else 0.0
         stalled = self.queue_depth > 0 and now - (self.last_sent or self.connected_at) > 5.0
         state = "stalled" if stalled else "backlogged" if fill >= 0.5 else "ok"
@@ -57,7 +63,8 @@ class ConnectionInfo:
             "queue_fill": round(fill, 4),
             "last_inbound_s": round(now - self.last_activity, 3),
             "last_sent_s": round(now - self.last_sent, 3) if self.last_sent else None,
-            "last_pong": None,
+            "last_pong": iso(pong_at),
+            "ping_rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
         }
 
     def to_status(self) -> dict[str, Any]:

@@ -109,6 +109,8 @@ class Session:
         self._write_nowait: Callable[[list[bytes]], bool] | None = (
             extension.get("write_nowait") if extension is not None else None
         )
+        if extension is not None:
+            self.info.keepalive = extension.get("keepalive")
         #: The writer holds frames it took from the outbox but has not written yet.
         self._writer_holds = False
         self._capacity = svc.settings.server.send_queue_size

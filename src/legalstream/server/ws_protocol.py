@@ -15,7 +15,13 @@ writes changes. Flow control is kept: like uvicorn's own ``send``, a batch
 waits while the transport is paused above its high-water mark, so a slow
 client still backs the writer up and trips the slow-consumer policy.
 
-The extension's entry in ``scope["extensions"]`` also carries ``write_nowait``:
+The extension's entry in ``scope["extensions"]`` also carries ``keepalive``: a
+function returning when the client last answered one of uvicorn's keepalive
+pings (wall-clock seconds) and that ping's round trip, or ``(None, None)``.
+uvicorn answers pings and times pongs itself but tells the app neither; the
+connection's health in ``GET /ws/status`` reports them.
+
+And it carries ``write_nowait``:
 a plain function that writes a batch at once when the transport takes it
 without waiting (not paused, connection open) and returns False otherwise.
 With a thousand clients asking at the same moment, a frame that waits for a
@@ -31,6 +37,7 @@ server, or this app mounted under one) sends frame by frame as usual.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -58,12 +65,31 @@ def text_frame_header(length: int) -> bytes:
 class BatchingSansIOProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` with the :data:`SEND_MANY` extension."""
 
+    #: Wall-clock time the client last answered a keepalive ping (None: not yet).
+    last_pong_at: float | None = None
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         # The ASGI task was created but has not run yet: it sees this key.
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][SEND_MANY] = {"write_nowait": self.write_nowait}
+            scope["extensions"][SEND_MANY] = {
+                "write_nowait": self.write_nowait,
+                "keepalive": self.keepalive,
+            }
+
+    def handle_pong(self, event: Any) -> None:
+        awaited = self.pending_ping_payload
+        super().handle_pong(event)
+        # uvicorn clears the payload only for the pong that answers its ping.
+        if awaited is not None and self.pending_ping_payload is None:
+            self.last_pong_at = time.time()
+
+    def keepalive(self) -> tuple[float | None, float | None]:
+        """When the client last answered a keepalive ping, and that ping's round trip (s)."""
+        if self.last_pong_at is None:
+            return None, None
+        return self.last_pong_at, self.last_ping_rtt
 
     async def send(self, message: Any) -> None:
         if message["type"] != SEND_MANY:
