@@ -26,15 +26,14 @@ decides what the latency figures measure:
 
 - ``lean`` (bench/wsclient.py) parses every frame of a socket read in one go.
   It keeps up with every server here, so the *server* sets the pace and
-  latency is the server's own: the bare endpoints stamp a frame just before
-  writing it, so theirs is close to zero.
+  latency is the server's own.
 - ``websockets``, the seed's client, spends more per frame than the servers
   do. It sets the pace, and latency mostly measures the queue in front of it:
   the faster a server produces, the longer that queue.
 
 Reported: delivered events/s and latency p50/p99 at saturation (every client
-asks at once); latency below saturation (lean client, queries started evenly
-at half the bare endpoint's throughput, open loop); server RSS per idle
+asks at once); latency below saturation (each client, queries started evenly
+at half the bare endpoint's throughput with that client, open loop); server RSS per idle
 connection. Latency is publish-to-receive: from the frame's ``timestamp`` (set
 when the event is published: by legalstream's producer thread as it emits
 the event, by starlette-thread's thread as it makes the frame, by the bare
@@ -629,19 +628,21 @@ async def measure_round(
     config: Config,
     args: argparse.Namespace,
     *,
-    paced: dict[int, float],
+    paced: dict[str, float],
     saturation: bool = True,
     extras: bool = False,
 ) -> dict[str, Any]:
     """One round of a configuration: every load at saturation with each client,
-    then paced (``paced``: runs/s per client count); RSS and resume with ``extras``."""
+    then paced (``paced``: runs/s by ``_paced_key``); RSS and resume with ``extras``."""
     kind, ws_impl, bus, workers = config
     result: dict[str, Any] = {}
     for clients, events in args.loads:
         for client in args.clients if saturation else []:
             result[f"tp{clients}/{client}"] = await _one(config, clients, events, client)
-        if kind in PACED_KINDS and bus == "memory" and clients in paced:
-            result[f"paced{clients}"] = await _one(config, clients, events, "lean", paced[clients])
+        for client in args.clients if kind in PACED_KINDS and bus == "memory" else []:
+            key = _paced_key(clients, client)
+            if key in paced:
+                result[key] = await _one(config, clients, events, client, paced[key])
     if not extras:
         return result
     bare_rss = kind not in ("websockets", "starlette-write", "starlette-thread")
@@ -662,6 +663,10 @@ async def measure_round(
         finally:
             server.stop()
     return result
+
+
+def _paced_key(clients: int, client: str) -> str:
+    return f"paced{clients}/{client}"
 
 
 class _Rounds:
@@ -717,19 +722,19 @@ def _print(rounds: _Rounds, configs: list[Config], args: argparse.Namespace) -> 
                     f" {rounds.median(config, key, 'p99_ms'):>8.2f}"
                     f" {rounds.ratio(config, base, key, 'p99_ms'):>7.2f}"
                 )
-    if args.paced:
+    thread = next((c for c in configs if c[0] == "starlette-thread"), None)
+    for client in args.clients if args.paced else []:
         print(
-            "\nlatency below saturation: lean client, queries started evenly at half the bare "
-            "Starlette endpoint's throughput in the first round (open loop)"
+            f"\nlatency below saturation: {client} client, queries started evenly at half the"
+            " bare Starlette endpoint's throughput with that client in the first round (open loop)"
         )
         print(
             f"{'server':60} {'clients':>7} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
             f" {'x base':>7} {'x thread':>8}"
         )
-        thread = next((c for c in configs if c[0] == "starlette-thread"), None)
         for config in configs:
             for clients, _ in args.loads:
-                key = f"paced{clients}"
+                key = _paced_key(clients, client)
                 if not rounds.has(config, key):
                     continue
                 vs_thread = (
@@ -771,11 +776,15 @@ async def driver(args: argparse.Namespace) -> None:
         for config in configs:
             last = round_ == args.repeat - 1
             result = await measure_round(config, args, paced=args.paced, extras=last)
-            if config == base and not args.paced and "lean" in args.clients and not args.ws_impls:
-                # Half of what the bare endpoint delivered at saturation, as runs per second.
+            if config == base and not args.paced and not args.ws_impls:
+                # Half of what the bare endpoint delivered at saturation with
+                # each client, as runs per second.
                 args.paced = {
-                    clients: 0.5 * result[f"tp{clients}/lean"]["events_per_s"] / (events + 3)
+                    _paced_key(clients, client): 0.5
+                    * result[f"tp{clients}/{client}"]["events_per_s"]
+                    / (events + 3)
                     for clients, events in args.loads
+                    for client in args.clients
                 }
                 result.update(await measure_round(config, args, paced=args.paced, saturation=False))
             rounds.by_config[config].append(result)
