@@ -332,6 +332,7 @@ class Server:
         threads: int = BENCH_THREADS,
     ) -> None:
         self.port = _free_port()
+        self.bus = bus
         env = {
             **os.environ,
             "PYTHONPATH": os.environ.get("BENCH_EXTRA_PATH", "")
@@ -389,6 +390,27 @@ class Server:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        if self.bus == "redis":
+            self._forget_redis_keys()
+
+    def _forget_redis_keys(self) -> None:
+        """Unlink this server's keys: runs keep a day of history, and a Redis
+        grown by earlier measurements (hundreds of MB) slows the later ones."""
+        import redis
+
+        url = os.environ.get("LEGALSTREAM_BUS__REDIS_URL", "redis://127.0.0.1:6379/0")
+        client = redis.Redis.from_url(url)
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"bench{self.port}:*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        finally:
+            client.close()
 
 
 def _children(pid: int) -> list[int]:
