@@ -45,11 +45,17 @@ log = logging.getLogger("legalstream.runs")
 AGENT_NAME = "Legal Question Answering Agent"
 TASK_NAME = "Answer legal question"
 
-#: Events one run may have in flight between its thread and the bus. Past it
-#: the thread waits: a deeper buffer only lets a fast producer stamp events that
-#: then queue in front of the loop (256: p99 8-10 ms at 100 clients x 200
-#: events; 64: 1.7-4 ms, for 8-22% of throughput at that load; 32 cost 35%).
+#: Events one run may have in flight between its thread and the in-process
+#: bus. Past it the thread waits: a deeper buffer only lets a fast producer
+#: stamp events that then queue in front of the loop (256: p99 8-10 ms at 100
+#: clients x 200 events; 64: 1.7-4 ms, for 8-22% of throughput at that load;
+#: 32 cost 35%).
 BRIDGE_SLOTS = 64
+#: The same for a bus that awaits (Redis): a slot comes back a round trip
+#: later, so the window must cover more (100 x 200, 2 workers: 64 slots 60k
+#: events/s, p99 7.7 ms, 0.45-0.49x the memory bus; 128: 65k, 17.6 ms; 256:
+#: 66-69k, 25 ms).
+REMOTE_BRIDGE_SLOTS = 256
 
 
 class ServerBusy(Exception):
@@ -104,9 +110,9 @@ class ThreadBridge:
     A thread appends to a pending list and schedules one loop callback only
     when the list was empty, so a burst of events costs one wake-up of the
     loop, not one per event. The callback passes the batch to ``deliver``.
-    At most :data:`BRIDGE_SLOTS` thread events are in flight (handed over, not
-    yet published); past that the *thread* waits on the bridge's one lock,
-    which is also all an event costs it otherwise.
+    At most ``slots`` thread events are in flight (handed over, not yet
+    published); past that the *thread* waits on the bridge's one lock, which
+    is also all an event costs it otherwise.
     """
 
     def __init__(
@@ -114,8 +120,10 @@ class ThreadBridge:
         loop: asyncio.AbstractEventLoop,
         run: Run,
         deliver: Callable[[ThreadBridge, list[Event], int], None],
+        slots: int = BRIDGE_SLOTS,
     ) -> None:
         self.run = run
+        self._slots = slots
         self._loop = loop
         self._deliver = deliver
         self._lock = threading.Lock()
@@ -127,7 +135,7 @@ class ThreadBridge:
 
     def emit_from_thread(self, event: Event) -> None:
         with self._lock:
-            while self._in_flight >= BRIDGE_SLOTS:
+            while self._in_flight >= self._slots:
                 self._room.wait()
             self._in_flight += 1
             self._pending.append(event)
@@ -327,8 +335,10 @@ class RunManager:
             # The run's record and its opening frames: one round trip.
             await self._bus.open_run(run_topic(run_id), run.opening, self._record(run))
             self._number(run, run.opening)
-            bridge = ThreadBridge(loop, run, self._to_publisher)
-            send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](BRIDGE_SLOTS)
+            bridge = ThreadBridge(loop, run, self._to_publisher, REMOTE_BRIDGE_SLOTS)
+            send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](
+                REMOTE_BRIDGE_SLOTS
+            )
             bridge.inbox = send
             self._tg.start_soon(self._publisher, bridge, receive)
         self._runs[run_id] = run
