@@ -1,5 +1,6 @@
 """RunManager and its worker threads, without a server: admission, cancellation
-of a waiting run, and what a run costs the event loop."""
+of a waiting run, what a run costs the event loop, and the bounded hand-off
+from a run's thread to the loop."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ import anyio
 
 from legalstream.agent.api import RunCancelled, RunOutcome, RunRequest
 from legalstream.bus.memory import MemoryBus
-from legalstream.events import EventType
-from legalstream.runs import RunManager, RunThreads
+from legalstream.events import Event, EventType
+from legalstream.runs import (
+    BRIDGE_SLOTS,
+    REMOTE_BRIDGE_SLOTS,
+    Run,
+    RunManager,
+    RunThreads,
+    ThreadBridge,
+)
 from legalstream.settings import RunSettings
 
 
@@ -151,3 +159,40 @@ def test_run_threads_bound_concurrency_and_reuse_threads():
     assert len(names) == 3
     assert all(t.daemon for t in threading.enumerate() if t.name.startswith("legalstream-run"))
     threads.shutdown()
+
+
+async def test_the_thread_bridge_holds_at_most_its_slots_and_loses_nothing():
+    """A bus that has not published yet makes the *thread* wait at the bound;
+    once it publishes, every event arrives, in order, in batches."""
+    assert BRIDGE_SLOTS < REMOTE_BRIDGE_SLOTS
+    slots, total = 8, 50
+    run = Run(RunRequest(run_id="r", query="q", case_id=1), connection_id=None)
+    received: list[int] = []
+    unreleased: list[tuple[ThreadBridge, int]] = []
+
+    def deliver(bridge: ThreadBridge, batch: list[Event], count: int) -> None:
+        received.extend(event.seq for event in batch)
+        unreleased.append((bridge, count))  # not published yet: slots stay taken
+
+    bridge = ThreadBridge(asyncio.get_running_loop(), run, deliver, slots)
+    emitted = 0
+
+    def produce() -> None:
+        nonlocal emitted
+        for n in range(1, total + 1):
+            bridge.emit_from_thread(Event(type=EventType.LLM_STREAM_CHUNK, seq=n))
+            emitted = n
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    await _wait(lambda: len(received) == slots)
+    await anyio.sleep(0.1)
+    assert emitted == slots and thread.is_alive()  # waiting for a slot, not queueing
+    while thread.is_alive() or unreleased:
+        for held, count in unreleased[:]:
+            held.release(count)
+            unreleased.remove((held, count))
+        await anyio.sleep(0.005)
+    thread.join(1)
+    await _wait(lambda: len(received) == total)
+    assert received == list(range(1, total + 1))
