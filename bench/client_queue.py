@@ -22,8 +22,6 @@ from typing import Any
 import fanout
 import orjson
 
-FINAL = ("agent_execution_complete", "agent_execution_error", "error")
-
 
 def _ms(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -46,7 +44,7 @@ async def measure(kind: str, clients: int, events: int) -> dict[str, Any]:
                 frame = orjson.loads(await ws.recv())
                 if frame["type"] == "llm_stream_chunk":
                     by_tenth[i * 10 // clients].append(time.time() - frame["timestamp"])
-                if frame["type"] in FINAL:
+                if frame["type"] in fanout._Tally.FINAL:
                     return
 
         await asyncio.gather(*(drive(i, ws) for i, ws in enumerate(conns)))

@@ -168,11 +168,11 @@ async def test_the_thread_bridge_holds_at_most_its_slots_and_loses_nothing():
     slots, total = 8, 50
     run = Run(RunRequest(run_id="r", query="q", case_id=1), connection_id=None)
     received: list[int] = []
-    unreleased: list[tuple[ThreadBridge, int]] = []
+    unreleased: list[int] = []
 
     def deliver(bridge: ThreadBridge, batch: list[Event], count: int) -> None:
         received.extend(event.seq for event in batch)
-        unreleased.append((bridge, count))  # not published yet: slots stay taken
+        unreleased.append(count)  # not published yet: slots stay taken
 
     bridge = ThreadBridge(asyncio.get_running_loop(), run, deliver, slots)
     emitted = 0
@@ -189,9 +189,8 @@ async def test_the_thread_bridge_holds_at_most_its_slots_and_loses_nothing():
     await anyio.sleep(0.1)
     assert emitted == slots and thread.is_alive()  # waiting for a slot, not queueing
     while thread.is_alive() or unreleased:
-        for held, count in unreleased[:]:
-            held.release(count)
-            unreleased.remove((held, count))
+        while unreleased:
+            bridge.release(unreleased.pop())
         await anyio.sleep(0.005)
     thread.join(1)
     await _wait(lambda: len(received) == total)
