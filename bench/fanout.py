@@ -95,7 +95,7 @@ CLIENTS = {
     "websockets": "websockets asyncio client (the seed's client: one recv() per frame)",
 }
 #: --ws-impls name for legalstream on uvicorn's own websockets-sansio class,
-#: without the batched sends of legalstream.server.ws_protocol.
+#: without the batched sends of legalstream.server.uvicorn_ext.
 UNBATCHED = "sansio-unbatched"
 
 
@@ -295,8 +295,13 @@ def serve_main(args: argparse.Namespace) -> None:
         return
     # legalstream runs exactly as `legalstream serve` runs it (server/runner.py):
     # its uvicorn config and WebSocket protocol, graceful shutdown, GC settings.
-    from legalstream.server.runner import WS_PROTOCOLS, run_server, uvicorn_config
+    from legalstream.server.runner import run_server, uvicorn_config
     from legalstream.settings import Settings
+
+    try:
+        from legalstream.server.uvicorn_ext import WS_PROTOCOLS
+    except ImportError:  # a tree from before the uvicorn fence (bench/ab.py --a)
+        from legalstream.server.runner import WS_PROTOCOLS  # type: ignore[attr-defined,no-redef]
 
     settings = Settings(rag={"ingest_sample_on_start": False})
     if args.ws_impl == UNBATCHED:

@@ -27,7 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from legalstream.app import create_app
 from legalstream.audit import AuditWriter, RedactSecrets, install_redaction, redact
-from legalstream.server.runner import Server, uvicorn_config
+from legalstream.server.runner import uvicorn_config
+from legalstream.server.uvicorn_ext import Server
 from legalstream.settings import Settings
 from support import LiveServer, ScriptedRunner, collect_run, free_port, live_server, recv_json
 from test_auth import bearer, jwt_settings, make_token
@@ -369,7 +370,8 @@ async def test_sigterm_on_the_real_process(tmp_path):
             sys.path.insert(0, {str(REPO / "tests")!r})
             from support import ScriptedRunner
             from legalstream.app import create_app
-            from legalstream.server.runner import Server, uvicorn_config
+            from legalstream.server.runner import uvicorn_config
+            from legalstream.server.uvicorn_ext import Server
             from legalstream.settings import Settings
             s = Settings(rag={{"data_dir": {str(tmp_path / "d")!r}, "ingest_sample_on_start": False}})
             s.server.shutdown_grace = 0.3

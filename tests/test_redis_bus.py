@@ -1,8 +1,8 @@
 """The Bus contract on both implementations, plus what only Redis does.
 
-The contract tests are parametrized over MemoryBus and RedisBus; the Redis
+The contract tests are parametrized over the in-process and the Redis bus; the Redis
 ones run against a real redis-server (tests/redis_fixture.py) with a key
-prefix of their own. Several RedisBus instances in one test stand for several
+prefix of their own. Several Redis buses in one test stand for several
 workers.
 """
 
@@ -17,16 +17,18 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from legalstream.bus import open_bus
 from legalstream.bus.base import (
     BROADCAST,
+    Bus,
     BusUnavailable,
+    HistoryLost,
     RunRecord,
     SubscriptionOverflow,
     UnknownTopic,
     run_topic,
 )
-from legalstream.bus.memory import MemoryBus
-from legalstream.bus.redis import RedisBus
+from legalstream.bus.redis import open_redis_bus
 from legalstream.events import Event, EventType
 from legalstream.runs import RunManager
 from legalstream.settings import BusSettings, RunSettings
@@ -69,6 +71,13 @@ async def drain(sub: Any, within: float = 5.0) -> list[Event]:
     return out
 
 
+def crash(bus: Bus) -> None:
+    """A worker "crashes": its background loops stop and nothing is cleaned up."""
+    for part in bus.parts:
+        for task in getattr(part, "tasks", ()):
+            task.cancel()
+
+
 def new_topic() -> str:
     return run_topic(uuid.uuid4().hex)
 
@@ -80,13 +89,12 @@ async def make_bus(request: pytest.FixtureRequest):
 
     async def factory(**overrides: Any) -> Any:
         if request.param == "memory":
-            bus: Any = MemoryBus(
-                history_per_run=overrides.get("history_per_run", 10_000),
-                subscriber_buffer=overrides.get("subscriber_buffer", 4096),
-            )
+            bus = open_bus(BusSettings().model_copy(update=overrides), worker="memory")
         else:
             base: BusSettings = request.getfixturevalue("redis_bus_settings")
-            bus = RedisBus(base.model_copy(update=overrides), worker=f"w-{uuid.uuid4().hex[:6]}")
+            bus = open_redis_bus(
+                base.model_copy(update=overrides), worker=f"w-{uuid.uuid4().hex[:6]}"
+            )
         await bus.start()
         made.append(bus)
         return bus
@@ -114,12 +122,12 @@ class Recorder:
 
 @pytest.fixture
 async def workers(redis_bus_settings: BusSettings):
-    """``await workers(n, **settings)``: n started RedisBus instances = n workers."""
-    made: list[RedisBus] = []
+    """``await workers(n, **settings)``: n started Redis buses = n workers."""
+    made: list[Bus] = []
 
-    async def factory(n: int = 2, **overrides: Any) -> list[RedisBus]:
+    async def factory(n: int = 2, **overrides: Any) -> list[Bus]:
         settings = redis_bus_settings.model_copy(update=overrides)
-        buses = [RedisBus(settings, worker=f"worker-{len(made) + i}") for i in range(n)]
+        buses = [open_redis_bus(settings, worker=f"worker-{len(made) + i}") for i in range(n)]
         for bus in buses:
             await bus.start()
         made.extend(buses)
@@ -137,13 +145,13 @@ async def test_follow_replays_after_seq_then_pushes_live_then_ends(make_bus):
     bus = await make_bus()
     topic = new_topic()
     for seq in (1, 2, 3):
-        await bus.publish(topic, ev(seq))
+        await bus.hub.publish(topic, ev(seq))
     rec = Recorder()
-    bus.follow(topic, rec, after_seq=1)
+    bus.hub.follow(topic, rec, after_seq=1)
     for seq in (4, 5):
-        await bus.publish(topic, ev(seq))
-    await bus.publish(topic, final(6))
-    await bus.close_topic(topic)
+        await bus.hub.publish(topic, ev(seq))
+    await bus.hub.publish(topic, final(6))
+    await bus.hub.close_topic(topic)
     with anyio.fail_after(5):
         await rec.ended.wait()
     assert [e.seq for e in rec.events] == [2, 3, 4, 5, 6]
@@ -154,17 +162,17 @@ async def test_unfollow_stops_delivery(make_bus):
     bus = await make_bus()
     topic = new_topic()
     rec, other = Recorder(), Recorder()
-    bus.follow(topic, rec, after_seq=0)
-    bus.follow(topic, other, after_seq=0)
-    await bus.publish(topic, ev(1))
+    bus.hub.follow(topic, rec, after_seq=0)
+    bus.hub.follow(topic, other, after_seq=0)
+    await bus.hub.publish(topic, ev(1))
     with anyio.fail_after(5):
         while not rec.events:
             await anyio.sleep(0.01)
-    bus.unfollow(topic, rec)
-    bus.unfollow(topic, rec)  # idempotent
-    await bus.publish(topic, ev(2))
-    await bus.publish(topic, final(3))
-    await bus.close_topic(topic)
+    bus.hub.unfollow(topic, rec)
+    bus.hub.unfollow(topic, rec)  # idempotent
+    await bus.hub.publish(topic, ev(2))
+    await bus.hub.publish(topic, final(3))
+    await bus.hub.close_topic(topic)
     with anyio.fail_after(5):
         await other.ended.wait()
     assert [e.seq for e in rec.events] == [1]
@@ -174,24 +182,44 @@ async def test_unfollow_stops_delivery(make_bus):
 async def test_follow_of_a_finished_run_delivers_its_history_then_ends(make_bus):
     bus = await make_bus()
     topic = new_topic()
-    await bus.publish_many(topic, [ev(1), ev(2), final(3)])
-    await bus.close_topic(topic)
+    await bus.hub.publish_many(topic, [ev(1), ev(2), final(3)])
+    await bus.hub.close_topic(topic)
     rec = Recorder()
-    bus.follow(topic, rec, after_seq=0)
+    bus.hub.follow(topic, rec, after_seq=0)
     with anyio.fail_after(5):
         await rec.ended.wait()
     assert [e.seq for e in rec.events] == [1, 2, 3]
     assert rec.events[-1].is_final
 
 
+async def test_a_follower_whose_next_events_are_gone_is_cut_off_not_given_a_gap(make_bus):
+    bus = await make_bus(history_per_run=100)
+    topic = new_topic()
+    for start in range(1, 501, 50):
+        await bus.hub.publish_many(topic, [ev(seq) for seq in range(start, start + 50)])
+    first = (await bus.hub.history(topic)).first_seq
+    assert first > 1
+    late, current = Recorder(), Recorder()
+    bus.hub.follow(topic, late, after_seq=0)
+    bus.hub.follow(topic, current, after_seq=first - 1)
+    await bus.hub.publish_many(topic, [final(501)])
+    await bus.hub.close_topic(topic)
+    with anyio.fail_after(5):
+        await late.ended.wait()
+        await current.ended.wait()
+    assert late.events == [] and isinstance(late.ends[0], HistoryLost)
+    assert [e.seq for e in current.events] == list(range(first, 502))
+    assert current.ends == [None]
+
+
 async def test_memory_bus_pushes_to_followers_inside_publish():
     # The session path on the in-process bus: no task and no buffer per follower.
-    bus = MemoryBus()
+    bus = open_bus(BusSettings(), worker="m")
     topic = new_topic()
     rec = Recorder()
     tasks = len(asyncio.all_tasks())
-    bus.follow(topic, rec, after_seq=0)
-    bus.publish_now(topic, [ev(1), ev(2)])
+    bus.hub.follow(topic, rec, after_seq=0)
+    bus.hub.publish_now(topic, [ev(1), ev(2)])
     assert [e.seq for e in rec.events] == [1, 2]  # delivered before publish returned
     assert len(asyncio.all_tasks()) == tasks
 
@@ -216,18 +244,18 @@ async def test_finish_run_publishes_closes_and_saves_in_one_call(make_bus):
     run_id = uuid.uuid4().hex
     topic = run_topic(run_id)
     rec = Recorder()
-    bus.follow(topic, rec, after_seq=0)
-    await bus.publish_many(topic, [ev(1, run_id), ev(2, run_id)])
+    bus.hub.follow(topic, rec, after_seq=0)
+    await bus.hub.publish_many(topic, [ev(1, run_id), ev(2, run_id)])
     record = run_record(run_id, final(3, run_id))
-    await bus.finish_run(topic, [final(3, run_id)], record)
+    await bus.hub.finish_run(topic, [final(3, run_id)], record)
     with anyio.fail_after(5):
         await rec.ended.wait()
     assert [e.seq for e in rec.events] == [1, 2, 3] and rec.ends == [None]
-    history = await bus.history(topic)
+    history = await bus.hub.history(topic)
     assert history.closed and [e.seq for e in history.events] == [1, 2, 3]
-    saved = await bus.get_run(run_id)
+    saved = await bus.records.get(run_id)
     assert saved is not None and saved.status == "complete" and saved.event_count == 3
-    assert [r.run_id for r in await bus.list_runs(case_id=7)] == [run_id]
+    assert [r.run_id for r in await bus.records.list_runs(case_id=7)] == [run_id]
 
 
 async def test_open_run_saves_the_record_and_the_opening_frames_in_one_call(make_bus):
@@ -235,17 +263,17 @@ async def test_open_run_saves_the_record_and_the_opening_frames_in_one_call(make
     run_id = uuid.uuid4().hex
     topic = run_topic(run_id)
     record = run_record(run_id)
-    await bus.open_run(topic, [ev(1, run_id), ev(2, run_id)], record)
-    saved = await bus.get_run(run_id)
+    await bus.hub.open_run(topic, [ev(1, run_id), ev(2, run_id)], record)
+    saved = await bus.records.get(run_id)
     assert saved is not None and saved.status == "running"
-    assert [r.run_id for r in await bus.list_runs(case_id=7)] == [run_id]
-    history = await bus.history(topic)
+    assert [r.run_id for r in await bus.records.list_runs(case_id=7)] == [run_id]
+    history = await bus.hub.history(topic)
     assert not history.closed and [e.seq for e in history.events] == [1, 2]
     # A follower that took the opening frames from the run goes on from seq 2.
     rec = Recorder()
-    bus.follow(topic, rec, after_seq=2)
-    await bus.publish_many(topic, [ev(3, run_id)])
-    await bus.finish_run(topic, [final(4, run_id)], record)
+    bus.hub.follow(topic, rec, after_seq=2)
+    await bus.hub.publish_many(topic, [ev(3, run_id)])
+    await bus.hub.finish_run(topic, [final(4, run_id)], record)
     with anyio.fail_after(5):
         await rec.ended.wait()
     assert [e.seq for e in rec.events] == [3, 4]
@@ -254,11 +282,11 @@ async def test_open_run_saves_the_record_and_the_opening_frames_in_one_call(make
 async def test_subscribe_then_publish_then_close(make_bus):
     bus = await make_bus()
     topic = new_topic()
-    sub = bus.subscribe(topic, after_seq=0)
+    sub = bus.hub.subscribe(topic, after_seq=0)
     sent = [ev(seq) for seq in range(1, 6)] + [final(6)]
     for event in sent:
-        await bus.publish(topic, event)
-    await bus.close_topic(topic)
+        await bus.hub.publish(topic, event)
+    await bus.hub.close_topic(topic)
     events = await drain(sub)
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
     assert events[-1].is_final
@@ -272,26 +300,26 @@ async def test_replay_after_seq_then_live(make_bus):
     bus = await make_bus()
     topic = new_topic()
     for seq in range(1, 11):
-        await bus.publish(topic, ev(seq))
-    sub = bus.subscribe(topic, after_seq=4)
+        await bus.hub.publish(topic, ev(seq))
+    sub = bus.hub.subscribe(topic, after_seq=4)
     replayed = await take(sub, 6)
     assert [e.seq for e in replayed] == [5, 6, 7, 8, 9, 10]
-    await bus.publish(topic, ev(11))
-    await bus.publish(topic, final(12))
-    await bus.close_topic(topic)
+    await bus.hub.publish(topic, ev(11))
+    await bus.hub.publish(topic, final(12))
+    await bus.hub.close_topic(topic)
     assert [e.seq for e in await drain(sub)] == [11, 12]
 
 
 async def test_subscribers_at_different_positions(make_bus):
     bus = await make_bus()
     topic = new_topic()
-    live = bus.subscribe(topic, after_seq=0)
+    live = bus.hub.subscribe(topic, after_seq=0)
     for seq in range(1, 4):
-        await bus.publish(topic, ev(seq))
+        await bus.hub.publish(topic, ev(seq))
     assert [e.seq for e in await take(live, 3)] == [1, 2, 3]
-    late = bus.subscribe(topic, after_seq=1)
-    await bus.publish(topic, ev(4))
-    await bus.close_topic(topic)
+    late = bus.hub.subscribe(topic, after_seq=1)
+    await bus.hub.publish(topic, ev(4))
+    await bus.hub.close_topic(topic)
     assert [e.seq for e in await drain(live)] == [4]
     assert [e.seq for e in await drain(late)] == [2, 3, 4]
 
@@ -300,20 +328,20 @@ async def test_subscribe_to_closed_topic_replays_and_ends(make_bus):
     bus = await make_bus()
     topic = new_topic()
     for seq in range(1, 4):
-        await bus.publish(topic, ev(seq))
-    await bus.close_topic(topic)
-    assert [e.seq for e in await drain(bus.subscribe(topic, after_seq=0))] == [1, 2, 3]
-    assert [e.seq for e in await drain(bus.subscribe(topic, after_seq=2))] == [3]
+        await bus.hub.publish(topic, ev(seq))
+    await bus.hub.close_topic(topic)
+    assert [e.seq for e in await drain(bus.hub.subscribe(topic, after_seq=0))] == [1, 2, 3]
+    assert [e.seq for e in await drain(bus.hub.subscribe(topic, after_seq=2))] == [3]
 
 
 async def test_close_topic_ends_waiting_subscriptions(make_bus):
     bus = await make_bus()
     topic = new_topic()
-    subs = [bus.subscribe(topic, after_seq=0) for _ in range(3)]
-    await bus.publish(topic, ev(1))
+    subs = [bus.hub.subscribe(topic, after_seq=0) for _ in range(3)]
+    await bus.hub.publish(topic, ev(1))
     for sub in subs:
         assert [e.seq for e in await take(sub, 1)] == [1]
-    await bus.close_topic(topic)
+    await bus.hub.close_topic(topic)
     for sub in subs:
         assert await drain(sub) == []
 
@@ -322,15 +350,15 @@ async def test_history(make_bus):
     bus = await make_bus()
     topic = new_topic()
     with pytest.raises(UnknownTopic):
-        await bus.history(new_topic())
+        await bus.hub.history(new_topic())
     for seq in range(1, 8):
-        await bus.publish(topic, ev(seq))
-    h = await bus.history(topic, after_seq=3)
+        await bus.hub.publish(topic, ev(seq))
+    h = await bus.hub.history(topic, after_seq=3)
     assert [e.seq for e in h.events] == [4, 5, 6, 7]
     assert (h.first_seq, h.last_seq, h.closed) == (1, 7, False)
-    await bus.publish(topic, final(8))
-    await bus.close_topic(topic)
-    h = await bus.history(topic)
+    await bus.hub.publish(topic, final(8))
+    await bus.hub.close_topic(topic)
+    h = await bus.hub.history(topic)
     assert [e.seq for e in h.events] == list(range(1, 9))
     assert (h.first_seq, h.last_seq, h.closed) == (1, 8, True)
     assert h.events[-1].type is EventType.AGENT_EXECUTION_COMPLETE
@@ -339,13 +367,13 @@ async def test_history(make_bus):
 async def test_overflow_cuts_off_slow_subscriber_only(make_bus):
     bus = await make_bus(subscriber_buffer=8)
     topic = new_topic()
-    slow = bus.subscribe(topic, after_seq=0)
-    fast = bus.subscribe(topic, after_seq=0)
-    await bus.publish(topic, ev(1))
+    slow = bus.hub.subscribe(topic, after_seq=0)
+    fast = bus.hub.subscribe(topic, after_seq=0)
+    await bus.hub.publish(topic, ev(1))
     assert [e.seq for e in await take(slow, 1)] == [1]
     got_fast = await take(fast, 1)
     for seq in range(2, 40):
-        await bus.publish(topic, ev(seq))
+        await bus.hub.publish(topic, ev(seq))
         got_fast += await take(fast, 1)
     assert [e.seq for e in got_fast] == list(range(1, 40))
     received = []
@@ -360,8 +388,8 @@ async def test_overflow_cuts_off_slow_subscriber_only(make_bus):
 
 async def test_broadcast(make_bus):
     bus = await make_bus()
-    a, b = bus.subscribe(BROADCAST), bus.subscribe(BROADCAST)
-    await bus.publish(
+    a, b = bus.hub.subscribe(BROADCAST), bus.hub.subscribe(BROADCAST)
+    await bus.hub.publish(
         BROADCAST, Event(type=EventType.BROADCAST, action="notice", output_data={"message": "hi"})
     )
     for sub in (a, b):
@@ -377,7 +405,7 @@ async def test_run_records_and_list_filtering(make_bus):
     now = time.time()
     ids = [uuid.uuid4().hex for _ in range(5)]
     for i, run_id in enumerate(ids):
-        await bus.save_run(
+        await bus.records.save(
             RunRecord(
                 run_id=run_id,
                 query=f"q{i}",
@@ -398,8 +426,8 @@ async def test_run_records_and_list_filtering(make_bus):
         event_count=12,
         final={"type": "agent_execution_complete", "seq": 12},
     )
-    await bus.save_run(done)
-    got = await bus.get_run(ids[0])
+    await bus.records.save(done)
+    got = await bus.records.get(ids[0])
     assert got is not None
     assert (got.status, got.event_count, got.ended_at, got.final) == (
         "complete",
@@ -407,14 +435,14 @@ async def test_run_records_and_list_filtering(make_bus):
         now + 9,
         done.final,
     )
-    assert await bus.get_run("nope") is None
-    everything = await bus.list_runs()
+    assert await bus.records.get("nope") is None
+    everything = await bus.records.list_runs()
     mine = [r.run_id for r in everything if r.run_id in ids]
     assert sorted(mine) == sorted(ids)
-    case1 = [r.run_id for r in await bus.list_runs(case_id=1) if r.run_id in ids]
+    case1 = [r.run_id for r in await bus.records.list_runs(case_id=1) if r.run_id in ids]
     assert set(case1) == {ids[0], ids[2], ids[4]}
-    assert all(r.case_id == 2 for r in await bus.list_runs(case_id=2))
-    assert len(await bus.list_runs(limit=2)) == 2
+    assert all(r.case_id == 2 for r in await bus.records.list_runs(case_id=2))
+    assert len(await bus.records.list_runs(limit=2)) == 2
 
 
 # -- Redis only --------------------------------------------------------------
@@ -424,30 +452,30 @@ async def test_events_cross_workers_with_end_marker(workers):
     a, b = await workers(2)
     topic = new_topic()
     for seq in range(1, 4):
-        await a.publish(topic, ev(seq))
-    sub = b.subscribe(topic, after_seq=1)
+        await a.hub.publish(topic, ev(seq))
+    sub = b.hub.subscribe(topic, after_seq=1)
     assert [e.seq for e in await take(sub, 2)] == [2, 3]
-    await a.publish(topic, final(4))
-    await a.close_topic(topic)
+    await a.hub.publish(topic, final(4))
+    await a.hub.close_topic(topic)
     assert [e.seq for e in await drain(sub)] == [4]
-    h = await b.history(topic)
+    h = await b.hub.history(topic)
     assert h.closed and h.last_seq == 4
 
 
-async def test_stream_layout_maxlen_and_ttl(workers, redis_url):
+async def test_stream_layout_maxlen_and_ttl(workers, redis_url, redis_prefix):
     (bus,) = await workers(1, history_per_run=100, retention_seconds=50)
     topic = new_topic()
     for seq in range(1, 501):
-        await bus.publish(topic, ev(seq))
-    h = await bus.history(topic)
+        await bus.hub.publish(topic, ev(seq))
+    h = await bus.hub.history(topic)
     # MAXLEN ~ trims whole stream nodes: at least 100 kept, far fewer than 500.
     assert 100 <= len(h.events) < 500
     assert h.first_seq > 1 and h.last_seq == 500
     assert [e.seq for e in h.events] == list(range(h.first_seq, 501))
-    await bus.close_topic(topic)
+    await bus.hub.close_topic(topic)
     r = aioredis.from_url(redis_url)
     try:
-        key = f"{bus.settings.redis_prefix}:{topic}"
+        key = f"{redis_prefix}:{topic}"
         assert 0 < await r.ttl(key) <= 50
         first = (await r.xrange(key, "-", "+", count=1))[0]
         assert first[0] == f"{h.first_seq}-0".encode() and set(first[1]) == {b"e"}
@@ -458,19 +486,19 @@ async def test_stream_layout_maxlen_and_ttl(workers, redis_url):
 async def test_finished_history_expires(workers):
     (bus,) = await workers(1, retention_seconds=1)
     topic = new_topic()
-    await bus.publish(topic, ev(1))
-    await bus.close_topic(topic)
-    assert (await bus.history(topic)).closed
+    await bus.hub.publish(topic, ev(1))
+    await bus.hub.close_topic(topic)
+    assert (await bus.hub.history(topic)).closed
     await asyncio.sleep(2.1)
     with pytest.raises(UnknownTopic):
-        await bus.history(topic)
+        await bus.hub.history(topic)
 
 
-async def test_run_index_is_bounded(workers, redis_url):
+async def test_run_index_is_bounded(workers, redis_url, redis_prefix):
     (bus,) = await workers(1, history_runs=5)
     now = time.time()
     for i in range(12):
-        await bus.save_run(
+        await bus.records.save(
             RunRecord(
                 run_id=f"r{i}",
                 query="q",
@@ -481,10 +509,10 @@ async def test_run_index_is_bounded(workers, redis_url):
             )
         )
     # Newest first, index trimmed to history_runs.
-    assert [r.run_id for r in await bus.list_runs()] == ["r11", "r10", "r9", "r8", "r7"]
+    assert [r.run_id for r in await bus.records.list_runs()] == ["r11", "r10", "r9", "r8", "r7"]
     r = aioredis.from_url(redis_url)
     try:
-        p = bus.settings.redis_prefix
+        p = redis_prefix
         assert await r.zcard(f"{p}:runs") == 5
         assert await r.zcard(f"{p}:runs:case:7") == 5
         assert 0 < await r.ttl(f"{p}:record:r0")
@@ -492,13 +520,13 @@ async def test_run_index_is_bounded(workers, redis_url):
         await r.delete(f"{p}:record:r10")
     finally:
         await r.aclose()
-    assert [x.run_id for x in await bus.list_runs(case_id=7)] == ["r11", "r9", "r8", "r7"]
+    assert [x.run_id for x in await bus.records.list_runs(case_id=7)] == ["r11", "r9", "r8", "r7"]
 
 
 async def test_broadcast_reaches_every_worker(workers):
     a, b, c = await workers(3)
-    subs = [bus.subscribe(BROADCAST) for bus in (a, b, c)]
-    await b.publish(
+    subs = [bus.hub.subscribe(BROADCAST) for bus in (a, b, c)]
+    await b.hub.publish(
         BROADCAST,
         Event(type=EventType.BROADCAST, action="maintenance", output_data={"message": "m"}),
     )
@@ -523,12 +551,12 @@ class FakeRegistry:
 
 async def test_cluster_connections_and_heartbeat_expiry(workers):
     a, b = await workers(2, heartbeat_seconds=0.2)
-    a.attach_registry(FakeRegistry(a.worker, 2))
+    a.presence.attach(FakeRegistry(a.worker, 2))
     reg_b = FakeRegistry(b.worker, 3)
-    b.attach_registry(reg_b)
+    b.presence.attach(reg_b)
 
-    async def ids_seen_by(bus: RedisBus) -> set[str]:
-        return {c["connection_id"] for c in await bus.cluster_connections()}
+    async def ids_seen_by(bus: Bus) -> set[str]:
+        return {c["connection_id"] for c in await bus.presence.connections()}
 
     with anyio.fail_after(3):
         while len(await ids_seen_by(b)) != 5:
@@ -538,35 +566,34 @@ async def test_cluster_connections_and_heartbeat_expiry(workers):
     reg_b.items.append({"connection_id": "fresh", "metadata": {}})
     assert "fresh" in await ids_seen_by(b)
     # "Crash" A: its loops stop, nothing is cleaned up; the TTL (3 heartbeats) removes it.
-    for task in list(a._tasks):
-        task.cancel()
+    crash(a)
     crashed_at = time.monotonic()
     with anyio.fail_after(3):
         while any(i.startswith(a.worker) for i in await ids_seen_by(b)):
             await anyio.sleep(0.05)
     assert time.monotonic() - crashed_at < 3 * 0.2 + 0.5
-    assert a.worker not in await b.live_workers()
+    assert a.worker not in await b.presence.live_workers()
 
 
 async def test_clean_close_leaves_cluster_at_once(workers):
     a, b = await workers(2, heartbeat_seconds=5)
-    a.attach_registry(FakeRegistry(a.worker, 1))
-    await a.heartbeat()
-    assert len(await b.cluster_connections()) == 1
+    a.presence.attach(FakeRegistry(a.worker, 1))
+    await a.presence.heartbeat()
+    assert len(await b.presence.connections()) == 1
     await a.close()
-    assert await b.cluster_connections() == []
+    assert await b.presence.connections() == []
 
 
 async def test_control_messages_reach_other_workers_in_order(workers):
     a, b = await workers(2)
     seen_a: list[tuple[str, str]] = []
     seen_b: list[tuple[str, str]] = []
-    a.on_remote_control(lambda op, run_id, reason: seen_a.append((op, run_id)))
-    b.on_remote_control(lambda op, run_id, reason: seen_b.append((op, run_id)))
-    assert b.send_control("attach", "r1")
-    assert b.send_control("detach", "r1")
-    assert not b.send_control("detach", "r1")  # never attached again: nothing to undo
-    assert b.send_control("cancel", "r1", "stop")
+    a.control.on_message(lambda op, run_id, reason: seen_a.append((op, run_id)))
+    b.control.on_message(lambda op, run_id, reason: seen_b.append((op, run_id)))
+    assert b.control.send("attach", "r1")
+    assert b.control.send("detach", "r1")
+    assert not b.control.send("detach", "r1")  # never attached again: nothing to undo
+    assert b.control.send("cancel", "r1", "stop")
     with anyio.fail_after(3):
         while len(seen_a) < 3:
             await anyio.sleep(0.02)
@@ -609,16 +636,15 @@ async def test_resume_grace_across_workers(workers):
 async def test_subscription_of_dead_owner_ends(workers):
     a, b = await workers(2, heartbeat_seconds=0.2)
     run_id = uuid.uuid4().hex
-    await a.save_run(
+    await a.records.save(
         RunRecord(
             run_id=run_id, query="q", case_id=1, user="u", status="running", started_at=time.time()
         )
     )
-    await a.publish(run_topic(run_id), ev(1, run_id))
-    sub = b.subscribe(run_topic(run_id), after_seq=0)
+    await a.hub.publish(run_topic(run_id), ev(1, run_id))
+    sub = b.hub.subscribe(run_topic(run_id), after_seq=0)
     assert [e.seq for e in await take(sub, 1)] == [1]
-    for task in list(a._tasks):  # A crashes mid-run: no end marker will ever come
-        task.cancel()
+    crash(a)  # A crashes mid-run: no end marker will ever come
     with pytest.raises(BusUnavailable, match="gone"):
         await drain(sub, within=15)
 
@@ -630,20 +656,21 @@ async def test_unreachable_redis_gives_errors_not_crashes(redis_prefix):
     settings = BusSettings(
         backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_prefix=redis_prefix
     )
-    bus = RedisBus(settings, worker="lonely")
+    bus = open_redis_bus(settings, worker="lonely")
     with anyio.fail_after(10):
         await bus.start()  # does not raise
     try:
         with anyio.fail_after(10):
             with pytest.raises(BusUnavailable):
-                await bus.publish(new_topic(), ev(1))
+                await bus.hub.publish(new_topic(), ev(1))
             with pytest.raises(BusUnavailable):
-                await bus.get_run("x")
+                await bus.records.get("x")
             with pytest.raises(BusUnavailable):
-                await bus.history(new_topic())
+                await bus.hub.history(new_topic())
             with pytest.raises(BusUnavailable):
-                await drain(bus.subscribe(new_topic(), after_seq=0))
-            assert await bus.cluster_connections(FakeRegistry("lonely", 1)) != []
+                await drain(bus.hub.subscribe(new_topic(), after_seq=0))
+            bus.presence.attach(FakeRegistry("lonely", 1))
+            assert await bus.presence.connections() != []
     finally:
         await bus.close()
 
@@ -652,14 +679,14 @@ async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
     server = RedisServer().start()
     try:
         settings = BusSettings(backend="redis", redis_url=server.url, redis_prefix=redis_prefix)
-        bus = RedisBus(settings, worker="w")
+        bus = open_redis_bus(settings, worker="w")
         await bus.start()
         try:
             topic = new_topic()
-            sub = bus.subscribe(topic, after_seq=0)
-            await bus.publish(topic, ev(1))
+            sub = bus.hub.subscribe(topic, after_seq=0)
+            await bus.hub.publish(topic, ev(1))
             assert [e.seq for e in await take(sub, 1)] == [1]
-            broadcast = bus.subscribe(BROADCAST)
+            broadcast = bus.hub.subscribe(BROADCAST)
             port = server.port
             await anyio.to_thread.run_sync(server.stop)
             with pytest.raises(BusUnavailable):
@@ -669,13 +696,13 @@ async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
             with anyio.fail_after(15):
                 while True:
                     try:
-                        await bus.publish(topic, ev(2))
+                        await bus.hub.publish(topic, ev(2))
                         break
                     except BusUnavailable:
                         await anyio.sleep(0.1)
             with anyio.fail_after(15):
                 while True:
-                    sub2 = bus.subscribe(topic, after_seq=1)
+                    sub2 = bus.hub.subscribe(topic, after_seq=1)
                     try:
                         assert [e.seq for e in await take(sub2, 1)] == [2]
                         break
@@ -684,7 +711,7 @@ async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
             # The broadcast subscription survived the outage.
             with anyio.fail_after(15):
                 while True:
-                    await bus.publish(
+                    await bus.hub.publish(
                         BROADCAST, Event(type=EventType.BROADCAST, output_data={"message": "back"})
                     )
                     with anyio.move_on_after(0.3):
@@ -698,7 +725,7 @@ async def test_redis_restart_ends_subscriptions_then_recovers(redis_prefix):
 
 
 async def test_memory_bus_cuts_off_a_failing_follower_and_serves_the_rest():
-    bus = MemoryBus()
+    bus = open_bus(BusSettings(), worker="m")
     topic = new_topic()
 
     class Broken(Recorder):
@@ -706,10 +733,10 @@ async def test_memory_bus_cuts_off_a_failing_follower_and_serves_the_rest():
             raise ValueError("boom")
 
     broken, good = Broken(), Recorder()
-    bus.follow(topic, broken, after_seq=0)
-    bus.follow(topic, good, after_seq=0)
-    bus.publish_now(topic, [ev(1)])
-    bus.publish_now(topic, [ev(2)])
+    bus.hub.follow(topic, broken, after_seq=0)
+    bus.hub.follow(topic, good, after_seq=0)
+    bus.hub.publish_now(topic, [ev(1)])
+    bus.hub.publish_now(topic, [ev(2)])
     assert [e.seq for e in good.events] == [1, 2]
     assert len(broken.ends) == 1 and isinstance(broken.ends[0], ValueError)
 
@@ -717,32 +744,33 @@ async def test_memory_bus_cuts_off_a_failing_follower_and_serves_the_rest():
 async def test_script_calls_of_one_loop_turn_share_a_pipeline_and_keep_their_own_errors(
     redis_bus_settings: BusSettings, monkeypatch
 ):
-    bus = RedisBus(redis_bus_settings, worker="w-batch")
+    bus = open_redis_bus(redis_bus_settings, worker="w-batch")
     await bus.start()
     try:
         closed = new_topic()
-        await bus.publish_many(closed, [ev(1), ev(2)])
-        await bus.close_topic(closed)
+        await bus.hub.publish_many(closed, [ev(1), ev(2)])
+        await bus.hub.close_topic(closed)
         pipelines = 0
-        real_pipeline = bus.redis.pipeline
+        commands = bus.parts[0].commands  # type: ignore[attr-defined]
+        real_pipeline = commands.pipeline
 
         def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
             nonlocal pipelines
             pipelines += 1
             return real_pipeline(*args, **kwargs)
 
-        monkeypatch.setattr(bus.redis, "pipeline", counting_pipeline)
+        monkeypatch.setattr(commands, "pipeline", counting_pipeline)
         topics = [new_topic() for _ in range(30)]
         results = await asyncio.gather(
-            *(bus.publish_many(t, [ev(1), ev(2), ev(3)]) for t in topics),
-            bus.publish_many(closed, [ev(3)]),  # refused: the run is closed
+            *(bus.hub.publish_many(t, [ev(1), ev(2), ev(3)]) for t in topics),
+            bus.hub.publish_many(closed, [ev(3)]),  # refused: the run is closed
             return_exceptions=True,
         )
         assert pipelines == 1
         assert results[:-1] == [None] * 30
         assert isinstance(results[-1], RuntimeError)
         for topic in topics:
-            assert [e.seq for e in (await bus.history(topic)).events] == [1, 2, 3]
+            assert [e.seq for e in (await bus.hub.history(topic)).events] == [1, 2, 3]
     finally:
         await bus.close()
 
@@ -750,18 +778,18 @@ async def test_script_calls_of_one_loop_turn_share_a_pipeline_and_keep_their_own
 async def test_redis_followers_are_pushed_to_without_a_task_and_told_when_redis_fails(
     redis_bus_settings: BusSettings,
 ):
-    bus = RedisBus(redis_bus_settings, worker="w-push")
+    bus = open_redis_bus(redis_bus_settings, worker="w-push")
     await bus.start()
     try:
         topic, other = new_topic(), new_topic()
         rec, cut = Recorder(), Recorder()
         tasks = len(asyncio.all_tasks())
-        bus.follow(topic, rec, after_seq=0)
-        bus.follow(other, cut, after_seq=0)
-        await bus.publish_many(topic, [ev(1), ev(2)])
+        bus.hub.follow(topic, rec, after_seq=0)
+        bus.hub.follow(other, cut, after_seq=0)
+        await bus.hub.publish_many(topic, [ev(1), ev(2)])
         assert [e.seq for e in rec.events] == [1, 2]  # local publish: pushed at once
         assert len(asyncio.all_tasks()) <= tasks + 1  # no task per follower (a wake may run)
-        bus._fail_all(BusUnavailable("redis connection lost"))
+        bus.hub.fail(None, BusUnavailable("redis connection lost"))
         assert isinstance(cut.ends[0], BusUnavailable)
     finally:
         await bus.close()

@@ -14,17 +14,12 @@ from typing import Any
 import anyio
 
 from legalstream.agent.api import RunCancelled, RunOutcome, RunRequest
-from legalstream.bus.memory import MemoryBus
+from legalstream.bus import open_bus
 from legalstream.events import Event, EventType
-from legalstream.runs import (
-    BRIDGE_SLOTS,
-    REMOTE_BRIDGE_SLOTS,
-    Run,
-    RunManager,
-    RunThreads,
-    ThreadBridge,
-)
-from legalstream.settings import RunSettings
+from legalstream.runs import Run, RunManager
+from legalstream.runs.bridge import BRIDGE_SLOTS, REMOTE_BRIDGE_SLOTS, ThreadBridge
+from legalstream.runs.threads import RunThreads
+from legalstream.settings import BusSettings, RunSettings
 
 
 class GatedRunner:
@@ -63,7 +58,8 @@ async def _wait(predicate: Any, within: float = 5.0) -> None:
 async def manager(max_concurrent: int) -> AsyncIterator[tuple[RunManager, GatedRunner]]:
     """A RunManager on a memory bus, bound as the app's lifespan binds it, and its runner."""
     runner = GatedRunner()
-    runs = RunManager(MemoryBus(), lambda: runner, RunSettings(max_concurrent=max_concurrent))
+    bus = open_bus(BusSettings(), worker="test")
+    runs = RunManager(bus, lambda: runner, RunSettings(max_concurrent=max_concurrent))
     async with anyio.create_task_group() as tg:
         runs.bind(tg)
         try:

@@ -1,6 +1,6 @@
 """``legalstream serve --workers N``: uvicorn's supervisor running our Server in each worker.
 
-The worker processes must run :class:`legalstream.server.runner.Server` (not
+The worker processes must run :class:`legalstream.server.uvicorn_ext.Server` (not
 uvicorn's), or a SIGTERM closes clients with 1012 before their runs finish.
 """
 

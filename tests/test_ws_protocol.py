@@ -1,4 +1,4 @@
-"""Batched sends (server/ws_protocol.py): same frames on the wire, fewer writes.
+"""Batched sends (server/uvicorn_ext.py): same frames on the wire, fewer writes.
 
 Every size class of the frame header, permessage-deflate (websockets frames
 the batch), uvicorn's plain protocol (no extension: frame by frame), and the
@@ -14,7 +14,7 @@ import websockets
 from websockets.frames import Frame, Opcode
 
 from legalstream.app import create_app
-from legalstream.server.ws_protocol import BatchingSansIOProtocol, text_frame_header
+from legalstream.server.uvicorn_ext import BatchingSansIOProtocol, text_frame_header
 from support import ScriptedRunner, collect_run, live_server, recv_json
 
 QUERY = {"query": "What did the court order?", "case_id": 1, "stream_thinking": True}

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,25 +23,30 @@ from pathlib import Path
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from legalstream.agent import env as agent_env
 from legalstream.agent.api import AgentRunner
 from legalstream.audit import configure_audit
-from legalstream.bus.base import BROADCAST, Bus, BusUnavailable
-from legalstream.bus.memory import MemoryBus
-from legalstream.metrics import Metrics, metrics_endpoint
+from legalstream.bus import open_bus
+from legalstream.bus.base import BROADCAST, BusUnavailable
+from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
 from legalstream.server import rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
 from legalstream.server.limits import Limits
-from legalstream.server.protocol import ProtocolError
-from legalstream.server.session import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED
+from legalstream.server.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOKEN_EXPIRED,
+    ProtocolError,
+)
+from legalstream.server.runner import InsecureBinding, check_binding, run_server, uvicorn_config
 from legalstream.server.state import Services
-from legalstream.server.tickets import issue_ticket
-from legalstream.server.ws import ws_query
+from legalstream.server.ws import QueryEndpoint
 from legalstream.settings import Settings
 
 log = logging.getLogger("legalstream.app")
@@ -113,17 +119,17 @@ def create_app(
                 await anyio.to_thread.run_sync(audit.flush)
 
     routes = [
-        WebSocketRoute("/ws/query", ws_query),
+        WebSocketRoute("/ws/query", QueryEndpoint()),
         Route("/ws/status", rest.status, methods=["GET"]),
         Route("/ws/broadcast", rest.broadcast, methods=["POST"]),
-        Route("/ws/ticket", issue_ticket, methods=["POST"]),
+        Route("/ws/ticket", rest.ticket, methods=["POST"]),
         Route("/health", rest.health, methods=["GET"]),
         Route("/ready", rest.ready, methods=["GET"]),
         Route("/query", rest.query, methods=["POST"]),
         Route("/runs", rest.list_runs, methods=["GET"]),
         Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
         Route("/cases", rest.cases, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/metrics", rest.metrics_endpoint, methods=["GET"]),
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))
@@ -145,8 +151,6 @@ def create_app(
 
 
 async def _index(request: Request) -> Response:
-    from starlette.responses import FileResponse
-
     return FileResponse(WEB_DIR / "index.html")
 
 
@@ -160,7 +164,12 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
 
 async def _protocol_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
-    return rest.error(400 if exc.code == "invalid_json" else 422, exc.code, exc.message)
+    extra = {"metadata": exc.metadata} if exc.metadata else {}
+    response = rest.error(exc.status, exc.code, exc.message, **extra)
+    retry_after = (exc.metadata or {}).get("retry_after")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(retry_after + 0.5)))
+    return response
 
 
 async def _bus_error(request: Request, exc: Exception) -> Response:
@@ -171,23 +180,8 @@ async def _bus_error(request: Request, exc: Exception) -> Response:
 
 def _configure_process(settings: Settings) -> None:
     """Process-wide switches that must be set before CrewAI is imported."""
-    if not settings.crewai_telemetry:
-        os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
-        os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
-        os.environ.setdefault("OTEL_SDK_DISABLED", "true")
-    storage = settings.rag.data_dir / "crewai"
-    os.environ.setdefault("CREWAI_STORAGE_DIR", str(storage))
-
-
-def _make_bus(settings: Settings, worker: str) -> Bus:
-    if settings.bus.backend == "redis":
-        from legalstream.bus.redis import RedisBus
-
-        return RedisBus(settings.bus, worker=worker)
-    return MemoryBus(
-        history_per_run=settings.bus.history_per_run,
-        history_runs=settings.bus.history_runs,
-        subscriber_buffer=settings.bus.subscriber_buffer,
+    agent_env.configure(
+        storage_dir=settings.rag.data_dir / "crewai", telemetry=settings.crewai_telemetry
     )
 
 
@@ -201,7 +195,7 @@ async def _start_services(
     settings: Settings, factory: RunnerFactory, metrics: Metrics | None = None
 ) -> Services:
     worker = _worker_id()
-    bus = _make_bus(settings, worker)
+    bus = open_bus(settings.bus, worker=worker)
     await bus.start()
     registry = ConnectionRegistry(worker)
     holder: dict[str, Services] = {}
@@ -224,9 +218,7 @@ async def _start_services(
     holder["svc"] = svc
     if metrics is not None:
         metrics.bind(svc)
-    attach = getattr(bus, "attach_registry", None)
-    if attach is not None:
-        attach(registry)
+    bus.presence.attach(registry)
     return svc
 
 
@@ -251,7 +243,7 @@ def _crew_runner(svc: Services) -> AgentRunner:
 
 async def _broadcast_relay(svc: Services) -> None:
     """Fan broadcast events out to this process's sessions."""
-    sub = svc.bus.subscribe(BROADCAST)
+    sub = svc.bus.hub.subscribe(BROADCAST)
     try:
         async for event in sub:
             for session in list(svc.sessions.values()):
@@ -295,4 +287,36 @@ def app_from_env() -> LegalStreamApp:
     return create_app(Settings())
 
 
-__all__ = ["LegalStreamApp", "create_app"]
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
+    """``legalstream serve``: run the app under uvicorn; returns the exit status."""
+    try:
+        check_binding(settings, host)
+    except InsecureBinding as exc:
+        print(f"legalstream: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1 and settings.rag.store == "edge":
+        # Qdrant Edge is an embedded engine: one process owns its directory.
+        print(
+            "legalstream: --workers > 1 needs a vector store the workers can share: "
+            "set rag.store = 'qdrant' (LEGALSTREAM_RAG__STORE=qdrant and "
+            "LEGALSTREAM_RAG__QDRANT_URL), or run one `legalstream serve` per "
+            "rag.data_dir behind nginx (docs/deploy.md)",
+            file=sys.stderr,
+        )
+        return 2
+    if workers > 1:
+        config = uvicorn_config(
+            settings,
+            "legalstream.app:app_from_env",
+            host=host,
+            port=port,
+            workers=workers,
+            factory=True,
+        )
+    else:
+        config = uvicorn_config(settings, create_app(settings), host=host, port=port)
+    run_server(config, settings, workers)
+    return 0
+
+
+__all__ = ["LegalStreamApp", "create_app", "serve"]

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from legalstream.server.runner import serve
+    from legalstream.app import serve
 
     server = settings.server
     host = args.host or server.host

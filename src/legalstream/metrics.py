@@ -27,10 +27,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
-from starlette.requests import Request
-from starlette.responses import Response
 
 from legalstream.events import Event, EventType
 
@@ -38,7 +36,7 @@ if TYPE_CHECKING:
     from legalstream.runs import Run
     from legalstream.server.state import Services
 
-__all__ = ["Metrics", "metrics_endpoint"]
+__all__ = ["Metrics"]
 
 _NS = "legalstream"
 
@@ -262,22 +260,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    """``GET /metrics``: Prometheus text format.
-
-    Open in auth mode ``none``; otherwise the caller needs the ``status`` scope
-    (Prometheus: ``authorization: {credentials_file: ...}`` in the scrape config).
-    """
-    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
-    if metrics is None:
-        return Response("metrics are not enabled\n", status_code=404, media_type="text/plain")
-    svc = getattr(request.app.state, "services", None)
-    if svc is not None and svc.settings.auth.mode != "none":
-        from legalstream.server.auth import AuthError
-
-        principal, _ = await svc.auth.authenticate(request)
-        if not principal.has_scope("status"):
-            raise AuthError(403, "token lacks the 'status' scope")
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,29 +1,41 @@
-"""The bus interface: producers publish events to topics, sessions subscribe.
+"""What the bus is made of: topics, the records of runs, and the four interfaces.
 
-Two kinds of topic exist:
+A topic is one of two kinds:
 
-* a run topic (``run_topic(run_id)``): the run's events in ``seq`` order, with
-  a bounded history so a late or reconnecting subscriber can replay from any
-  ``after_seq`` it still covers;
-* the broadcast topic (:data:`BROADCAST`): notifications to every connection,
-  no history.
+* a **stream** (``run_topic(run_id)``): numbered events (``seq``, gapless,
+  from 1) with a bounded history, so a late or reconnecting follower can
+  continue after any ``seq`` the history still covers; it ends once;
+* a **channel** (:data:`BROADCAST`): live notifications, no history, no seq.
 
-A topic is consumed in one of two ways. A subscription (``subscribe``) is an
-async iterator of events (or of batches of them, with ``next_batch``) with its
-own bounded buffer; it ends when the topic is closed (the run finished) and
-raises :class:`SubscriptionOverflow` when its consumer fell further behind than
-the buffer allows. A follower (``follow``) has events pushed into it as they
-are published, with no task of its own: what sessions use to stream runs.
+The bus is four things, each an interface with an in-process and a Redis
+implementation (``bus/memory.py``, ``bus/redis/``):
+
+* :class:`Transport` moves a topic's events and keeps stream history. It
+  knows nothing of who follows what: whatever arrives it hands to the
+  :class:`~legalstream.bus.hub.Hub`, which owns followers, cursors, overflow
+  policy and fan-out (written once, for both transports);
+* :class:`RunRecords`: what each run is and how it ended (``GET /runs``,
+  resume);
+* :class:`Presence`: which connections are open on which worker;
+* :class:`Control`: messages about a run to the worker that owns it (attach,
+  detach, cancel).
+
+:class:`Bus` bundles the four; ``legalstream.bus.open_bus`` builds one from
+settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from legalstream.events import Event
 
+if TYPE_CHECKING:
+    from legalstream.bus.hub import Hub
+
+#: The channel every connection receives (``POST /ws/broadcast``).
 BROADCAST = "broadcast"
 
 
@@ -31,12 +43,21 @@ def run_topic(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+def is_channel(topic: str) -> bool:
+    """Channels are live only; every other topic is a numbered stream."""
+    return topic == BROADCAST
+
+
 class SubscriptionOverflow(Exception):
-    """The subscriber did not keep up; its bounded buffer filled."""
+    """The follower did not keep up; its bounded buffer filled."""
+
+
+class HistoryLost(SubscriptionOverflow):
+    """The events a follower needs next are no longer in the topic's history."""
 
 
 class UnknownTopic(Exception):
-    """No such run in the bus's history (never existed or expired)."""
+    """No such stream in the bus's history (never existed or expired)."""
 
 
 class BusUnavailable(Exception):
@@ -45,7 +66,7 @@ class BusUnavailable(Exception):
 
 @dataclass(slots=True)
 class History:
-    """What the bus still holds of a topic, for replay and resume."""
+    """What the bus still holds of a stream, for replay and resume."""
 
     events: list[Event]
     #: seq of the first event the bus still holds (1 when nothing was evicted).
@@ -82,102 +103,169 @@ class RunRecord:
         }
 
 
-class Subscription(Protocol):
-    def __aiter__(self) -> AsyncIterator[Event]: ...
-
-    async def __anext__(self) -> Event: ...
-
-    async def next_batch(self) -> list[Event]:
-        """Every event ready now, at least one, in order (the fast path for
-        streaming); raises ``StopAsyncIteration`` at the end like ``__anext__``."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 class Follower(Protocol):
-    """Takes a topic's events as the bus has them (push; ``Bus.follow``).
+    """Takes a topic's events as they arrive (pushed by the hub, no task of its own).
 
-    Called on the event loop, in publish order; must neither block nor raise.
+    Called on the event loop, in order. ``deliver`` must not block; it raises
+    :class:`SubscriptionOverflow` when it cannot take more, and is then cut
+    off. ``end`` is called once: the stream ended (``error`` None) or ``error``
+    (overflow, lost history, an unreachable bus) cut the follower off.
     """
 
     def deliver(self, events: list[Event]) -> None: ...
 
-    def end(self, error: Exception | None = None) -> None:
-        """No more events: the topic closed, or ``error`` (a ``SubscriptionOverflow``
-        or ``BusUnavailable``) cut the follower off. Possibly called more than once."""
+    def end(self, error: Exception | None = None) -> None: ...
+
+
+class TransportSink(Protocol):
+    """What a transport hands its events to (the hub)."""
+
+    def deliver(self, topic: str, events: list[Event], *, after_seq: int | None = None) -> None:
+        """Events of ``topic``; for a stream, its events right after ``after_seq``."""
+        ...
+
+    def ended(self, topic: str, last_seq: int) -> None:
+        """The stream ended; ``last_seq`` is its final event's seq."""
+        ...
+
+    def lost(self, topic: str, first_seq: int) -> None:
+        """The stream's history now starts at ``first_seq``: older events are gone."""
+        ...
+
+    def fail(self, topic: str | None, error: Exception) -> None:
+        """The stream (``None``: every stream) cannot be followed now."""
+        ...
+
+    def wanted(self) -> dict[str, int]:
+        """Streams followed here whose next events must be read, each after the seq given."""
         ...
 
 
-class Bus(Protocol):
-    """Same interface for the in-process and the Redis implementation."""
+class Transport(Protocol):
+    """Moves a topic's events and keeps stream history; delivers to its sink."""
+
+    #: Appends complete without awaiting (``*_now`` methods work).
+    inline: bool
+
+    def bind(self, sink: TransportSink) -> None: ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def publish(self, topic: str, event: Event) -> None:
-        """Deliver ``event`` to the topic's subscribers (and its history)."""
-        ...
-
-    async def publish_many(self, topic: str, events: list[Event]) -> None:
-        """Publish a run's batch in order (one round trip on Redis)."""
-        ...
-
-    async def close_topic(self, topic: str) -> None:
-        """No more events: subscriptions end after draining."""
+    async def append(self, topic: str, events: list[Event]) -> None:
+        """Store a stream's batch, in order (one round trip on Redis)."""
         ...
 
     async def open_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
-        """``save_run`` and ``publish_many`` of a run's first batch (its opening
-        frames), in one round trip on Redis."""
+        """The run's record and first batch (its opening frames), in one round trip."""
         ...
 
     async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
-        """``publish_many``, ``close_topic`` and ``save_run`` of a run's last batch
-        (its final event), in one round trip on Redis."""
+        """The run's last batch, the end of its stream and its final record, in one round trip."""
         ...
 
-    def subscribe(self, topic: str, *, after_seq: int | None = None) -> Subscription:
-        """Follow a topic; with ``after_seq``, first replay history after it.
-
-        The caller must check coverage with :meth:`history` first when it
-        needs to know whether events were lost (resume).
-        """
+    async def end(self, topic: str) -> int:
+        """End a stream; returns the seq of its last event."""
         ...
 
-    def follow(self, topic: str, follower: Follower, *, after_seq: int | None = None) -> None:
-        """Deliver the topic's events to ``follower`` (after replaying history past
-        ``after_seq``) until the topic closes or ``unfollow``. The in-process bus
-        calls it from ``publish`` itself; Redis from a task reading a subscription."""
-        ...
-
-    def unfollow(self, topic: str, follower: Follower) -> None:
-        """Stop delivering to ``follower``; idempotent."""
+    def replay(self, topic: str, after_seq: int) -> None:
+        """Hand the stream's events after ``after_seq`` to the sink, now or soon."""
         ...
 
     async def history(self, topic: str, *, after_seq: int = 0) -> History:
-        """Raises :class:`UnknownTopic` when the bus holds nothing of it."""
+        """Raises :class:`UnknownTopic` when nothing of the stream is held."""
         ...
 
-    async def save_run(self, record: RunRecord) -> None: ...
-
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
-
-    async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]: ...
+    async def publish_channel(self, topic: str, event: Event) -> None:
+        """Send a channel event to every process (this one included, through its sink)."""
+        ...
 
 
-@runtime_checkable
-class InlineBus(Protocol):
-    """A bus whose writes complete without awaiting: the in-process one.
+class InlineTransport(Transport, Protocol):
+    """A transport whose writes complete without awaiting: the in-process one."""
 
-    ``RunManager`` publishes a run's events on such a bus straight from the
-    loop callback that receives them from the run's thread, so a run costs no
-    task on the event loop. Same semantics as the awaitable methods.
-    """
+    def append_now(self, topic: str, events: list[Event]) -> None: ...
 
-    def publish_now(self, topic: str, events: list[Event]) -> None: ...
+    def open_run_now(self, topic: str, events: list[Event], record: RunRecord) -> None: ...
 
-    def close_topic_now(self, topic: str) -> None: ...
+    def finish_run_now(self, topic: str, events: list[Event], record: RunRecord) -> None: ...
 
-    def save_run_now(self, record: RunRecord) -> None: ...
+
+class RunRecords(Protocol):
+    async def save(self, record: RunRecord) -> None: ...
+
+    async def get(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, *, case_id: Any = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first; ``case_id`` narrows to one case."""
+        ...
+
+
+class SnapshotSource(Protocol):
+    """This process's connections as ``GET /ws/status`` lists them."""
+
+    def snapshot(self) -> list[dict[str, Any]]: ...
+
+
+class Presence(Protocol):
+    """Who is connected where: this worker's connections, and every live worker's."""
+
+    def attach(self, source: SnapshotSource) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def connections(self) -> list[dict[str, Any]]:
+        """Every live worker's connections (this worker's live, others' from their heartbeat)."""
+        ...
+
+    async def live_workers(self) -> list[str]: ...
+
+
+#: ``handler(op, run_id, reason)`` for control messages sent by other workers.
+ControlHandler = Callable[[str, str, str | None], None]
+
+
+class Control(Protocol):
+    """Messages about a run for the worker that owns it: ``attach``, ``detach``, ``cancel``."""
+
+    def on_message(self, handler: ControlHandler) -> None: ...
+
+    def send(self, op: str, run_id: str, reason: str | None = None) -> bool:
+        """Queue a message for the other workers; False when there are none to tell."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Bus:
+    """The hub over a transport, the run records, presence and control of one app."""
+
+    hub: Hub
+    records: RunRecords
+    presence: Presence
+    control: Control
+    #: Name of this process to the others (in run records, heartbeats, control).
+    worker: str
+    #: What must be started, in order (closed in reverse): connections, listeners,
+    #: the hub (which starts its transport), presence, control.
+    parts: tuple[Lifecycle, ...] = ()
+
+    async def start(self) -> None:
+        for part in self.parts:
+            await part.start()
+
+    async def close(self) -> None:
+        for part in reversed(self.parts):
+            await part.close()

@@ -1,8 +1,9 @@
-"""Client messages on ``/ws/query``: parsing and validation.
+"""Client messages on ``/ws/query`` and the close codes: parsing and validation.
 
 A message without ``type`` (the seed's ``{"query", "case_id",
 "stream_thinking"}``) is a query. Every rejection is a :class:`ProtocolError`
-whose ``code`` goes into the ``error`` frame; docs/protocol.md has the table.
+whose ``code`` goes into the ``error`` frame; docs/protocol.md has the table
+(and tests/test_fuzz.py reads it from there).
 """
 
 from __future__ import annotations
@@ -16,13 +17,38 @@ from legalstream.events import ErrorCode, EventType
 
 _KNOWN_EVENTS = frozenset(t.value for t in EventType)
 
+# Close codes (RFC 6455 and ours); docs/protocol.md says when each is used.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN_EXPIRED = 4401
+
 
 class ProtocolError(Exception):
-    def __init__(self, code: ErrorCode, message: str, run_id: str | None = None) -> None:
+    """A message or request the server refuses, with a code the client can act on.
+
+    ``metadata`` goes into the error frame's metadata (``retry_after``, ...);
+    ``status`` is the HTTP status REST endpoints answer with.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        run_id: str | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        status: int = 422,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.run_id = run_id
+        self.metadata = metadata
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +87,18 @@ Command = QueryCommand | CancelCommand | ResumeCommand | ReplayCommand | Subscri
 
 
 def parse_message(text: str, *, max_query_chars: int) -> Command:
+    """A client message from its JSON text."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from None
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}", status=400
+        ) from None
+    return parse_command(data, max_query_chars=max_query_chars)
+
+
+def parse_command(data: Any, *, max_query_chars: int) -> Command:
+    """A client message from its parsed JSON (WebSocket text, or a REST body)."""
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
     kind = data.get("type", "query")
@@ -91,6 +125,14 @@ def parse_message(text: str, *, max_query_chars: int) -> Command:
                 ErrorCode.UNKNOWN_TYPE,
                 f"unknown message type {kind[:64]!r}; expected query, cancel, resume, replay or subscribe",
             )
+
+
+def parse_query(data: Any, *, max_query_chars: int) -> QueryCommand:
+    """A query from parsed JSON (``POST /query``): any other message is refused."""
+    command = parse_command(data, max_query_chars=max_query_chars)
+    if not isinstance(command, QueryCommand):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "body must be a query")
+    return command
 
 
 def _query(data: dict[str, Any], max_query_chars: int) -> QueryCommand:

@@ -1,4 +1,5 @@
-"""HTTP endpoints: status, broadcast, health, the non-streaming query, run history."""
+"""HTTP endpoints: status, broadcast, health, the non-streaming query, run history,
+tickets, metrics."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ from typing import Any
 
 import anyio
 import orjson
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from legalstream.audit import audit_refused
 from legalstream.bus.base import BROADCAST, UnknownTopic, run_topic
 from legalstream.events import ErrorCode, Event, EventType
-from legalstream.runs import ServerBusy
+from legalstream.server.admission import authorize_query, may_see, start_query
 from legalstream.server.auth import AuthError, Principal
-from legalstream.server.protocol import ProtocolError, QueryCommand, parse_message
+from legalstream.server.protocol import ProtocolError, parse_query
 from legalstream.server.state import Services, services
 
 MAX_BODY = 64 * 1024
@@ -47,7 +48,9 @@ async def _json_body(request: Request) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, f"body is not valid JSON: {exc}", status=400
+        ) from None
 
 
 async def status(request: Request) -> Response:
@@ -58,10 +61,7 @@ async def status(request: Request) -> Response:
 
 
 async def _all_connections(svc: Services) -> list[dict[str, Any]]:
-    cluster = getattr(svc.bus, "cluster_connections", None)
-    if cluster is not None:
-        return await cluster(svc.registry)
-    return svc.registry.snapshot()
+    return await svc.bus.presence.connections()
 
 
 async def broadcast(request: Request) -> Response:
@@ -84,7 +84,7 @@ async def broadcast(request: Request) -> Response:
         metadata={"type": kind},
     )
     reached = len(await _all_connections(svc))
-    await svc.bus.publish(BROADCAST, event)
+    await svc.bus.hub.publish(BROADCAST, event)
     return ORJSONResponse({"delivered": True, "recipients": reached, "type": kind})
 
 
@@ -107,50 +107,13 @@ async def query(request: Request) -> Response:
     """The non-streaming interface: same body as the WebSocket query, one JSON answer."""
     principal = await _principal(request, "query")
     svc = services(request)
-    data = await _json_body(request)
-    try:
-        cmd = parse_message(
-            orjson.dumps(data).decode(), max_query_chars=svc.settings.server.max_query_chars
-        )
-    except ProtocolError as exc:
-        return error(422, exc.code, exc.message)
-    except orjson.JSONEncodeError:
-        # Parsed JSON nested deeper than orjson.dumps allows (254 levels).
-        return error(422, ErrorCode.INVALID_MESSAGE, "body is nested too deeply")
-    if not isinstance(cmd, QueryCommand):
-        return error(422, ErrorCode.INVALID_MESSAGE, "body must be a query")
+    cmd = parse_query(
+        await _json_body(request), max_query_chars=svc.settings.server.max_query_chars
+    )
+    cmd = dataclasses.replace(cmd, stream_thinking=False)
     client_ip = request.client.host if request.client else None
-    if not principal.may_query(cmd.case_id):
-        audit_refused(
-            user=principal.user, client_ip=client_ip, case_id=cmd.case_id, outcome="forbidden_case"
-        )
-        return error(403, ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}")
-    if svc.limits is not None:
-        limited = await svc.limits.check_query(
-            principal, client_ip, svc.runs.active_for(principal.user)
-        )
-        if limited is not None:
-            audit_refused(
-                user=principal.user,
-                client_ip=client_ip,
-                case_id=cmd.case_id,
-                outcome="rate_limited",
-            )
-            response = error(
-                429, ErrorCode.RATE_LIMITED, limited.message, metadata=limited.metadata()
-            )
-            response.headers["Retry-After"] = str(max(1, round(limited.retry_after + 0.5)))
-            return response
-    try:
-        run = await svc.runs.start(
-            query=cmd.query,
-            case_id=cmd.case_id,
-            stream_thinking=False,
-            user=principal.user,
-            client_ip=client_ip,
-        )
-    except ServerBusy as exc:
-        return error(503, ErrorCode.SERVER_BUSY, str(exc))
+    authorize_query(principal, cmd, client_ip=client_ip)
+    run = await start_query(svc, principal, cmd, client_ip=client_ip)
     svc.runs.attach(run.run_id)
     try:
         await run.done.wait()
@@ -181,8 +144,8 @@ async def list_runs(request: Request) -> Response:
         limit = max(1, min(int(request.query_params.get("limit", "100") or 100), 1000))
     except ValueError:
         return error(422, ErrorCode.INVALID_FIELD, "limit must be an integer")
-    records = await svc.bus.list_runs(case_id=case_id, limit=limit)
-    visible = [r.to_dict() for r in records if principal.is_admin or r.user == principal.user]
+    records = await svc.bus.records.list_runs(case_id=case_id, limit=limit)
+    visible = [r.to_dict() for r in records if may_see(principal, r)]
     return ORJSONResponse({"runs": visible})
 
 
@@ -190,11 +153,11 @@ async def run_events(request: Request) -> Response:
     principal = await _principal(request, "query")
     svc = services(request)
     run_id = request.path_params["run_id"]
-    record = await svc.bus.get_run(run_id)
-    if record is None or not (principal.is_admin or record.user == principal.user):
+    record = await svc.bus.records.get(run_id)
+    if record is None or not may_see(principal, record):
         return error(404, ErrorCode.UNKNOWN_RUN, "unknown or expired run")
     try:
-        history = await svc.bus.history(run_topic(run_id))
+        history = await svc.bus.hub.history(run_topic(run_id))
     except UnknownTopic:
         return error(404, ErrorCode.UNKNOWN_RUN, "run history expired")
 
@@ -223,3 +186,37 @@ async def cases(request: Request) -> Response:
         if principal.may_query(item.get("case_id")):
             items.append(item)
     return ORJSONResponse({"cases": items})
+
+
+async def ticket(request: Request) -> Response:
+    """``POST /ws/ticket``: trade a bearer token for a single-use handshake ticket."""
+    svc = services(request)
+    principal = await _principal(request, "query")
+    if svc.limits is not None:
+        await svc.limits.check_ticket(principal)
+    try:
+        issued = await svc.auth.issue_ticket(principal)
+    except OverflowError:
+        raise AuthError(503, "too many outstanding tickets") from None
+    ttl = svc.settings.auth.ticket_ttl_seconds
+    body = {
+        "ticket": issued,
+        "expires_in": ttl,
+        "subprotocols": ["legalstream.v1", f"ticket.{issued}"],
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: Prometheus text format.
+
+    Open in auth mode ``none``; otherwise the caller needs the ``status`` scope
+    (Prometheus: ``authorization: {credentials_file: ...}`` in the scrape config).
+    """
+    metrics: Any = getattr(request.app.state, "metrics", None)
+    if metrics is None:
+        return Response("metrics are not enabled\n", status_code=404, media_type="text/plain")
+    svc = getattr(request.app.state, "services", None)
+    if svc is not None and svc.settings.auth.mode != "none":
+        await _principal(request, "status")
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

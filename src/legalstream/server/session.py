@@ -1,14 +1,11 @@
-"""One WebSocket connection on ``/ws/query``: read commands, stream runs.
+"""One WebSocket connection on ``/ws/query``: read commands, answer them, stream runs.
 
-Per connection there is one reader (the handler itself) and, per run it
-streams, a :class:`RunFollower` the bus pushes the run's events into. Nothing
-on that path awaits the socket: frames are written in place when the transport
-takes them at once, and otherwise queue in the bounded outbox for a writer
-task that exists only while frames are queued or a run is followed. A slow
-client therefore cannot stall the bus or other clients. When the outbox is
-full the client is a *slow consumer* and the connection is closed with 1013
-(try again later); a resume picks its runs up again (docs/protocol.md, "Slow
-consumers").
+Per connection there is one reader (``serve`` itself), an
+:class:`~legalstream.server.outbox.Outbox` for what goes out, and per run it
+streams a :class:`~legalstream.server.follower.RunFollower` the hub pushes
+the run's events into. A slow client therefore cannot stall the bus or other
+clients: its outbox fills and it is closed with 1013 (try again later); a
+resume picks its runs up again (docs/protocol.md, "Slow consumers").
 """
 
 from __future__ import annotations
@@ -17,34 +14,27 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import anyio
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from legalstream.audit import audit_refused
-from legalstream.bus.base import (
-    BusUnavailable,
-    SubscriptionOverflow,
-    UnknownTopic,
-    run_topic,
-)
-from legalstream.events import (
-    LIFECYCLE_TYPES,
-    ErrorCode,
-    Event,
-    EventType,
-    decode_event,
-    error_event,
-    frames_for,
-)
-from legalstream.runs import ServerBusy
+from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.events import ErrorCode, Event, EventType, error_event
+from legalstream.server.admission import authorize_query, may_see, start_query
 from legalstream.server.auth import Principal
 from legalstream.server.connections import ConnectionInfo
+from legalstream.server.follower import EventFilter, RunFollower
+from legalstream.server.outbox import Outbox, Send
 from legalstream.server.protocol import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
     CancelCommand,
+    Command,
     ProtocolError,
     QueryCommand,
     ReplayCommand,
@@ -52,75 +42,39 @@ from legalstream.server.protocol import (
     SubscribeCommand,
     parse_message,
 )
+from legalstream.server.resume import plan_resume
 from legalstream.server.state import Services
-from legalstream.server.ws_protocol import SEND_MANY
 
 log = logging.getLogger("legalstream.session")
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN = 1013
-CLOSE_TOKEN_EXPIRED = 4401
-
-#: Most frames handed to the server in one batched send (ws_protocol.SEND_MANY).
-MAX_SEND_BATCH = 256
-
-_LIFECYCLE = frozenset(t.value for t in LIFECYCLE_TYPES)
-
-
-class EventFilter:
-    """Which event types of a run reach this client (``stream_thinking``, ``events``)."""
-
-    __slots__ = ("allowed",)
-
-    def __init__(self, stream_thinking: bool, events: frozenset[str] | None) -> None:
-        allowed: frozenset[str] | None = None if stream_thinking else _LIFECYCLE
-        if events is not None:
-            allowed = events if allowed is None else allowed & events
-        self.allowed = allowed
-
-    def __call__(self, event: Event) -> bool:
-        # Final frames always pass: the seed's clients loop until they see one.
-        return self.allowed is None or event.type in self.allowed or event.is_final
-
 
 class Session:
-    def __init__(self, websocket: WebSocket, svc: Services, principal: Principal) -> None:
+    def __init__(
+        self, websocket: WebSocket, send: Send, svc: Services, principal: Principal
+    ) -> None:
         self.ws = websocket
         self.svc = svc
         self.principal = principal
         self.id = uuid.uuid4().hex
         client = websocket.client
+        self.client_ip = client.host if client else None
         self.info = ConnectionInfo(
             connection_id=self.id,
             user=principal.user,
             client=f"{client.host}:{client.port}" if client else None,
         )
-        self._outbox: deque[bytes] = deque()
-        # Starlette's WebSocket.send only passes the standard message types; the
-        # batched send is an extension of our uvicorn protocol, so it goes to the
-        # raw ASGI send, and only when the server advertised it.
-        extension = websocket.scope.get("extensions", {}).get(SEND_MANY)
-        self._send_many = websocket._send if extension is not None else None
-        #: Writes frames in place when the transport takes them without waiting.
-        self._write_nowait: Callable[[list[bytes]], bool] | None = (
-            extension.get("write_nowait") if extension is not None else None
-        )
-        if extension is not None:
-            self.info.keepalive = extension.get("keepalive")
-        #: The writer holds frames it took from the outbox but has not written yet.
-        self._writer_holds = False
-        self._capacity = svc.settings.server.send_queue_size
-        self.info.queue_capacity = self._capacity
         self._metrics = svc.metrics
-        self._writer_running = False
-        #: Set (and replaced) each time the writer hands frames to the server.
-        self._progress: anyio.Event | None = None
-        #: Set when frames arrive for a writer that waits between a run's bursts.
-        self._more: anyio.Event | None = None
+        self.outbox = Outbox(
+            send,
+            websocket.scope,
+            self.id,
+            self.info,
+            capacity=svc.settings.server.send_queue_size,
+            spawn=self._spawn,
+            on_overflow=self._overflowed,
+            on_broken=lambda: self.close(CLOSE_NORMAL, ""),
+            metrics=svc.metrics,
+        )
         #: The scope of serve(): set while the connection is served.
         self._scope: anyio.CancelScope | None = None
         #: Writer, closer and pacer tasks. Spawned with asyncio, not a task group:
@@ -135,117 +89,22 @@ class Session:
 
     def send_event(self, event: Event) -> None:
         """Queue a frame; never waits. A full outbox marks a slow consumer."""
-        self.send_events([event])
-
-    def send_events(self, events: list[Event]) -> None:
-        """Send frames in order; never waits. A full outbox marks a slow consumer."""
-        if self.closing:
-            return
-        outbox = self._outbox
-        frames: list[bytes] | None = None
-        if not outbox and not self._writer_holds and self._write_nowait is not None:
-            # Nothing of ours is queued, so these overtake nothing: write them in
-            # place when the transport takes them (ws_protocol.write_nowait).
-            frames = frames_for(events, self.id)
-            if self._write_nowait(frames):
-                info = self.info
-                info.messages_sent += len(frames)
-                info.last_sent = time.time()
-                if self._metrics is not None:
-                    self._metrics.events_delivered(events)
-                return
-        if len(outbox) + len(events) > self._capacity:
-            self.info.dropped += 1
-            if self._metrics is not None:
-                self._metrics.frame_dropped()
-                self._metrics.slow_consumer("send_buffer_full")
-            self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
-            return
-        outbox.extend(frames if frames is not None else frames_for(events, self.id))
-        self.info.queue_depth = len(outbox)
-        if self._metrics is not None:
-            self._metrics.events_delivered(events)
-        if self._writer_running:
-            self._wake_writer()
-        elif self._scope is not None:
-            self._writer_running = True
-            self._spawn(self._writer())
-
-    def _wake_writer(self) -> None:
-        if self._more is not None:
-            self._more.set()
-            self._more = None
-
-    async def send_history(self, events: list[Event]) -> None:
-        """Queue stored events (replay, a resume's backlog) as the client takes them.
-
-        History can be longer than the send queue; it is the server's burst,
-        not the client's lag, so it goes in half-queue steps, each once there
-        is room, instead of tripping the slow-consumer policy. A client that
-        stops reading holds this task, not memory.
-        """
-        step = max(1, self._capacity // 2)
-        for start in range(0, len(events), step):
-            chunk = events[start : start + step]
-            while not self.closing and len(self._outbox) + len(chunk) > self._capacity:
-                if self._progress is None:
-                    self._progress = anyio.Event()
-                await self._progress.wait()
-            if self.closing:
-                return
-            self.send_events(chunk)
+        self.outbox.send_events([event])
 
     def send_error(self, code: ErrorCode | str, message: str, **kw: Any) -> None:
         self.send_event(error_event(code, message, **kw))
 
-    async def _writer(self) -> None:
-        # While the connection follows a run the writer waits for the run's next
-        # burst instead of ending and being started again for it; an idle
-        # connection keeps no writer task (memory per idle connection).
-        outbox, info = self._outbox, self.info
-        try:
-            while True:
-                if not outbox:
-                    if self.closing or not info.runs:
-                        return
-                    self._more = more = anyio.Event()
-                    await more.wait()
-                    continue
-                if self._send_many is not None:
-                    n = min(len(outbox), MAX_SEND_BATCH)
-                    frames = [outbox.popleft() for _ in range(n)]
-                    info.queue_depth = len(outbox)
-                    self._writer_holds = True
-                    try:
-                        await self._send_many({"type": SEND_MANY, "frames": frames})
-                    finally:
-                        self._writer_holds = False
-                else:
-                    n = 1
-                    frame = outbox.popleft()
-                    info.queue_depth = len(outbox)
-                    await self.ws.send_text(frame.decode())
-                info.messages_sent += n
-                info.last_sent = time.time()
-                if self._progress is not None:
-                    self._progress.set()
-                    self._progress = None
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            self.close(CLOSE_NORMAL, "")
-        finally:
-            self._writer_running = False
-            self._more = None
+    def _overflowed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.slow_consumer("send_buffer_full")
+        self.close(CLOSE_TRY_AGAIN, "slow consumer: send buffer full")
 
     def close(self, code: int, reason: str) -> None:
-        """Close from anywhere (reaper, pumps, shutdown); idempotent."""
+        """Close from anywhere (reaper, followers, shutdown); idempotent."""
         if self.closing:
             return
         self.closing = True
-        self._outbox.clear()
-        if self._progress is not None:  # a paced history send stops waiting
-            self._progress.set()
-            self._progress = None
-        self._wake_writer()
+        self.outbox.close()
         if self._scope is not None:
             self._spawn(self._close(code, reason))
 
@@ -260,6 +119,9 @@ class Session:
             self._scope.cancel()  # ends the read loop, which awaits the client
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._scope is None:  # not (or no longer) served: nothing may start
+            coro.close()
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -333,14 +195,13 @@ class Session:
                 self.close(CLOSE_TOO_BIG, "frame too large")
                 return
             try:
-                command = parse_message(text, max_query_chars=max_chars)
-                await self._dispatch(command)
+                await self._dispatch(parse_message(text, max_query_chars=max_chars))
             except ProtocolError as exc:
-                self.send_error(exc.code, exc.message, run_id=exc.run_id)
+                self.send_error(exc.code, exc.message, run_id=exc.run_id, metadata=exc.metadata)
             except BusUnavailable as exc:
                 self.send_error(ErrorCode.SERVER_BUSY, f"event bus unavailable, try again: {exc}")
 
-    async def _dispatch(self, command: Any) -> None:
+    async def _dispatch(self, command: Command) -> None:
         match command:
             case QueryCommand():
                 await self._query(command)
@@ -359,41 +220,20 @@ class Session:
     async def _query(self, cmd: QueryCommand) -> None:
         if self.principal.expires_at is not None and time.time() > self.principal.expires_at:
             self.close(CLOSE_TOKEN_EXPIRED, "token expired")
-            raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired; reconnect with a new one")
-        if not self.principal.has_scope("query"):
-            raise ProtocolError(ErrorCode.FORBIDDEN, "token lacks the 'query' scope")
-        if not self.principal.may_query(cmd.case_id):
-            self._audit_refused(cmd, ErrorCode.FORBIDDEN_CASE)
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN_CASE, f"not allowed to query case {cmd.case_id}"
-            )
+            return
+        authorize_query(self.principal, cmd, client_ip=self.client_ip, connection_id=self.id)
         cap = self.svc.settings.server.max_runs_per_connection
         if len(self.info.runs) >= cap:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_RUNS, f"at most {cap} concurrent runs per connection"
             )
-        client_ip = self.ws.client.host if self.ws.client else None
-        if self.svc.limits is not None:
-            limited = await self.svc.limits.check_query(
-                self.principal, client_ip, self.svc.runs.active_for(self.principal.user)
-            )
-            if limited is not None:
-                self._audit_refused(cmd, ErrorCode.RATE_LIMITED)
-                self.send_error(
-                    ErrorCode.RATE_LIMITED, limited.message, metadata=limited.metadata()
-                )
-                return
-        try:
-            run = await self.svc.runs.start(
-                query=cmd.query,
-                case_id=cmd.case_id,
-                stream_thinking=cmd.stream_thinking,
-                user=self.principal.user,
-                connection_id=self.id,
-                client_ip=client_ip,
-            )
-        except ServerBusy as exc:
-            raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc)) from None
+        run = await start_query(
+            self.svc,
+            self.principal,
+            cmd,
+            client_ip=self.client_ip,
+            connection_id=self.id,
+        )
         events = cmd.events if cmd.events is not None else self._subscription
         allowed = EventFilter(cmd.stream_thinking, events)
         # The opening frames (on the bus already) go out now, in one write and in
@@ -401,92 +241,51 @@ class Session:
         # message cannot overtake them. The bus streams the rest.
         opening = [event for event in run.opening if allowed(event)]
         if opening:
-            self.send_events(opening)
+            self.outbox.send_events(opening)
         self._follow(run.run_id, run.opening[-1].seq or 0, allowed)
 
+    async def _visible_record(self, run_id: str) -> Any:
+        record = await self.svc.bus.records.get(run_id)
+        if record is None or not may_see(self.principal, record):
+            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", run_id)
+        return record
+
     async def _resume(self, cmd: ResumeCommand) -> None:
-        record = await self.svc.bus.get_run(cmd.run_id)
-        if record is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", cmd.run_id)
-        self._check_owner(record.user, cmd.run_id)
+        record = await self._visible_record(cmd.run_id)
         try:
-            history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
+            history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             history = None
-        backlog_until = history.last_seq if history is not None else 0
-        if history is None and record.status == "running":
-            # Nothing of the run is on the bus yet (its first batch is still in
-            # flight): nothing was lost, the subscription will replay it.
-            after = cmd.after_seq
-        elif history is None or history.first_seq > cmd.after_seq + 1:
-            # Events after after_seq are gone: say so, and hand over the run's state.
-            self.send_event(
-                Event(
-                    type=EventType.RESUME_FAILED,
-                    run_id=cmd.run_id,
-                    error="events after after_seq are no longer in history",
-                    metadata={
-                        "after_seq": cmd.after_seq,
-                        "first_available_seq": history.first_seq if history else None,
-                        "last_seq": history.last_seq if history else record.event_count,
-                        "lost": [
-                            cmd.after_seq + 1,
-                            (history.first_seq - 1) if history else record.event_count,
-                        ],
-                        "status": record.status,
-                    },
-                    output_data=(record.final or {}).get("output_data"),
-                )
-            )
-            if record.final is not None or history is None:
-                if record.final is not None:
-                    self.send_event(decode_event(record.final))
-                return
-            after = history.first_seq - 1
-        else:
-            after = cmd.after_seq
+        plan = plan_resume(cmd.run_id, cmd.after_seq, record, history)
+        for event in plan.send:
+            self.send_event(event)
+        if plan.follow_after is None:
+            return
         if cmd.run_id in self.info.runs:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE, "this connection already follows that run", cmd.run_id
             )
         self._follow(
             cmd.run_id,
-            after,
+            plan.follow_after,
             EventFilter(cmd.stream_thinking, cmd.events or self._subscription),
-            backlog_until=backlog_until,
-            # What history() returned is the backlog: the bus need not read it again.
-            backlog=history.events if history is not None else None,
+            backlog=plan.backlog,
+            backlog_until=plan.backlog_until,
         )
 
     async def _replay(self, cmd: ReplayCommand) -> None:
-        record = await self.svc.bus.get_run(cmd.run_id)
-        if record is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", cmd.run_id)
-        self._check_owner(record.user, cmd.run_id)
+        record = await self._visible_record(cmd.run_id)
         if record.status == "running":
             raise ProtocolError(
                 ErrorCode.RUN_NOT_FINISHED, "run is still going: use resume", cmd.run_id
             )
         try:
-            history = await self.svc.bus.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
+            history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             raise ProtocolError(ErrorCode.UNKNOWN_RUN, "run history expired", cmd.run_id) from None
-        await self.send_history(history.events)
+        await self.outbox.send_history(history.events)
 
-    def _check_owner(self, owner: str, run_id: str) -> None:
-        if owner != self.principal.user and not self.principal.is_admin:
-            raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", run_id)
-
-    def _audit_refused(self, cmd: QueryCommand, outcome: str) -> None:
-        audit_refused(
-            user=self.principal.user,
-            client_ip=self.ws.client.host if self.ws.client else None,
-            case_id=cmd.case_id,
-            outcome=str(outcome),
-            connection_id=self.id,
-        )
-
-    # -- following runs ---------------------------------------------------------
+    # -- following runs -------------------------------------------------------
 
     def _follow(
         self,
@@ -494,144 +293,47 @@ class Session:
         after_seq: int,
         allowed: EventFilter,
         *,
-        backlog_until: int = 0,
         backlog: list[Event] | None = None,
+        backlog_until: int = 0,
     ) -> None:
-        """Stream a run from ``after_seq``; events up to ``backlog_until`` are history.
+        """Stream a run after ``after_seq``; ``backlog`` (up to ``backlog_until``) first.
 
-        ``backlog``, when given, holds the history already read (up to
-        ``backlog_until``); the bus then only delivers what comes after it.
+        ``backlog`` is history the caller already read: the hub then only
+        delivers what comes after it.
         """
         self.info.runs.add(run_id)
         self.svc.runs.attach(run_id)
-        follower = RunFollower(self, run_id, after_seq, allowed, backlog_until)
-        self._follows[run_id] = follower
-        if backlog is not None:
-            follower.deliver(backlog)
-            after_seq = max(after_seq, backlog_until)
-        # On the in-process bus, this delivers what history remains before it returns.
-        self.svc.bus.follow(follower.topic, follower, after_seq=after_seq)
-
-
-class RunFollower:
-    """One run a connection streams: the bus pushes the run's events in here.
-
-    Live events go straight to :meth:`Session.send_events` from the bus's
-    publish, with no task per run and no buffer of their own (the session's
-    send queue is the bound). History (events up to ``backlog_until``: a
-    resume's backlog) goes out as the client takes it, from a pacing task;
-    whatever arrives meanwhile waits behind it, in order.
-    """
-
-    __slots__ = (
-        "_ended",
-        "_final",
-        "_paced",
-        "after_seq",
-        "allowed",
-        "backlog_until",
-        "done",
-        "run_id",
-        "session",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        session: Session,
-        run_id: str,
-        after_seq: int,
-        allowed: EventFilter,
-        backlog_until: int,
-    ) -> None:
-        self.session = session
-        self.run_id = run_id
-        self.topic = run_topic(run_id)
-        self.after_seq = after_seq
-        self.allowed = allowed
-        self.backlog_until = backlog_until
-        self.done = False
-        self._paced: deque[Event] | None = None
-        self._final = False
-        self._ended = False
-
-    def deliver(self, events: list[Event]) -> None:
-        if self.done:
-            return
-        frames: list[Event] = []
-        final = False
-        after, allowed = self.after_seq, self.allowed
-        for event in events:
-            # Live events can include what the caller already has (the ack).
-            if event.seq is not None and event.seq <= after:
-                continue
-            if allowed(event):
-                frames.append(event)
-            if event.is_final:
-                final = True
-                break
-        if self._paced is not None or (frames and (frames[0].seq or 0) <= self.backlog_until):
-            self._pace(frames, final)
-            return
-        if frames:
-            self.session.send_events(frames)
-        if final:
-            self.finish()
-
-    def end(self, error: Exception | None = None) -> None:
-        if self.done:
-            return
-        session = self.session
-        if isinstance(error, SubscriptionOverflow):
-            if session._metrics is not None and not session.closing:
-                session._metrics.slow_consumer("fell_behind_run")
-            session.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
-        elif isinstance(error, BusUnavailable):
-            session.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
-        elif error is not None:  # a bug on our side: the stream has a hole now
-            session.close(CLOSE_INTERNAL_ERROR, "internal error: resume the run")
-        elif self._paced is not None:
-            self._ended = True  # the pacer finishes once the history is out
-            return
-        self.finish()
-
-    def finish(self) -> None:
-        """Stop following: unsubscribe, detach from the run, let the writer end."""
-        if self.done:
-            return
-        self.done = True
-        session = self.session
-        session.svc.bus.unfollow(self.topic, self)
-        session._follows.pop(self.run_id, None)
-        if self.run_id in session.info.runs:
-            session.info.runs.discard(self.run_id)
-            session.svc.runs.detach(self.run_id)
-        session._wake_writer()  # it may end now that there is no run to wait for
-
-    def _pace(self, frames: list[Event], final: bool) -> None:
-        session = self.session
-        if self._paced is None:
-            if session._scope is None:
-                return
-            self._paced = deque()
-            session._spawn(self._pacer())
-        self._paced.extend(frames)
-        self._final = self._final or final
         # History may be long; live events behind it get the bus's usual room.
-        room = session.svc.settings.bus.subscriber_buffer + max(
-            0, self.backlog_until - self.after_seq
+        room = self.svc.settings.bus.subscriber_buffer + max(0, backlog_until - after_seq)
+        follower = RunFollower(
+            run_id, allowed, self.outbox, self, self._spawn, backlog_until=backlog_until, room=room
         )
-        if len(self._paced) > room:
-            self.end(SubscriptionOverflow("fell behind while history was sent"))
+        self._follows[run_id] = follower
+        if backlog:
+            try:
+                follower.deliver(backlog)
+            except SubscriptionOverflow as exc:
+                follower.end(exc)
+                return
+            after_seq = max(after_seq, backlog_until)
+        if not follower.done:
+            # On the in-process bus, what history remains comes before this returns.
+            self.svc.bus.hub.follow(follower.topic, follower, after_seq=after_seq)
 
-    async def _pacer(self) -> None:
-        paced = self._paced
-        assert paced is not None
-        session = self.session
-        step = max(1, session._capacity // 2)
-        while paced and not self.done and not session.closing:
-            chunk = [paced.popleft() for _ in range(min(step, len(paced)))]
-            await session.send_history(chunk)
-        self._paced = None
-        if self._final or self._ended:
-            self.finish()
+    def follower_done(self, follower: RunFollower) -> None:
+        self.svc.bus.hub.unfollow(follower.topic, follower)
+        self._follows.pop(follower.run_id, None)
+        if follower.run_id in self.info.runs:
+            self.info.runs.discard(follower.run_id)
+            self.svc.runs.detach(follower.run_id)
+        self.outbox.wake()  # the writer may end now that there is no run to wait for
+
+    def follower_cut(self, follower: RunFollower, error: Exception) -> None:
+        if isinstance(error, SubscriptionOverflow):
+            if self._metrics is not None and not self.closing:
+                self._metrics.slow_consumer("fell_behind_run")
+            self.close(CLOSE_TRY_AGAIN, "slow consumer: fell behind the run")
+        elif isinstance(error, BusUnavailable):
+            self.close(CLOSE_TRY_AGAIN, "event bus unavailable: resume later")
+        else:  # a fault on our side: the stream has a hole now
+            self.close(CLOSE_INTERNAL_ERROR, "internal error: resume the run")

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 
 from legalstream.bus.base import Bus
+from legalstream.events import Event
 from legalstream.runs import RunManager
-from legalstream.server.auth import Authenticator
-from legalstream.server.connections import ConnectionRegistry
+from legalstream.server.auth import Authenticator, Principal
+from legalstream.server.connections import ConnectionInfo, ConnectionRegistry
 from legalstream.settings import Settings
 
-if TYPE_CHECKING:
-    from legalstream.server.session import Session
+
+class LiveSession(Protocol):
+    """A served WebSocket connection, as the app's housekeeping sees it."""
+
+    principal: Principal
+    info: ConnectionInfo
+    closing: bool
+
+    def send_event(self, event: Event) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -24,7 +34,7 @@ class Services:
     runs: RunManager
     registry: ConnectionRegistry
     auth: Authenticator
-    sessions: dict[str, Session] = field(default_factory=dict)
+    sessions: dict[str, LiveSession] = field(default_factory=dict)
     #: The retrieval engine, once loaded (None until ready or when not used).
     engine: Any = None
     ready: bool = False

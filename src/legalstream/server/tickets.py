@@ -93,31 +93,3 @@ class RedisTicketStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-async def issue_ticket(request: Any) -> Any:
-    """``POST /ws/ticket``: trade a bearer token for a single-use handshake ticket."""
-    # Imported here: state imports auth, which imports this module.
-    from starlette.responses import JSONResponse
-
-    from legalstream.server.auth import AuthError
-    from legalstream.server.state import services
-
-    svc = services(request)
-    principal, _ = await svc.auth.authenticate(request)
-    if not principal.has_scope("query"):
-        raise AuthError(403, "token lacks the 'query' scope")
-    limits = getattr(svc, "limits", None)
-    if limits is not None:
-        await limits.check_ticket(principal)
-    try:
-        ticket = await svc.auth.issue_ticket(principal)
-    except OverflowError:
-        raise AuthError(503, "too many outstanding tickets") from None
-    ttl = svc.settings.auth.ticket_ttl_seconds
-    body = {
-        "ticket": ticket,
-        "expires_in": ttl,
-        "subprotocols": ["legalstream.v1", f"ticket.{ticket}"],
-    }
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -1,6 +1,17 @@
-"""uvicorn's ``websockets-sansio`` protocol, plus batched sends.
+"""The only module that touches uvicorn's (and websockets') internals.
 
-A streaming run produces frames in bursts: a token stream is hundreds of small
+uvicorn and websockets are pinned (pyproject.toml) to the versions this was
+written against; tests/test_uvicorn_ext_contract.py fails, naming the
+attribute, when either changes what is used here:
+
+* :class:`BatchingSansIOProtocol`: uvicorn's ``websockets-sansio`` protocol
+  plus batched sends and keepalive reporting (below);
+* :class:`Server`: uvicorn's server, but shutdown lets the app close its
+  WebSocket clients properly before uvicorn closes them with 1012;
+* :func:`run_workers`: uvicorn's multiprocess supervisor, its workers running
+  :class:`Server`.
+
+**Batched sends.** A streaming run produces frames in bursts: a token stream is hundreds of small
 frames a second per client. Through plain ASGI each frame is one
 ``websocket.send`` message, and uvicorn writes each one to the socket on its
 own: a trip through Starlette's and uvicorn's send wrappers and one
@@ -36,13 +47,27 @@ server, or this app mounted under one) sends frame by frame as usual.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.supervisors import multiprocess
 from websockets.protocol import State
+
+from legalstream.audit import install_redaction
+
+log = logging.getLogger("legalstream.server")
+
+#: What ``server.ws_impl`` names, when it is not one of uvicorn's own choices.
+WS_PROTOCOLS = {
+    "websockets-sansio": "legalstream.server.uvicorn_ext:BatchingSansIOProtocol",
+}
 
 #: ASGI message type (and ``scope["extensions"]`` key) of a batch of text frames.
 SEND_MANY = "legalstream.websocket.send_many"
@@ -133,3 +158,71 @@ class BatchingSansIOProtocol(WebSocketsSansIOProtocol):
                 out.append(text_frame_header(len(data)))
                 out.append(data)
         self.transport.write(b"".join(out))
+
+
+def _graceful_hook(app: Any) -> Callable[[], Any] | None:
+    """The app's ``graceful_shutdown`` coroutine function, through uvicorn's wrappers."""
+    for _ in range(16):
+        if app is None:
+            return None
+        hook = getattr(app, "graceful_shutdown", None)
+        if callable(hook):
+            return hook  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+    return None
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, but shutdown tells WebSocket clients properly.
+
+    ``uvicorn.Server.shutdown`` closes every WebSocket with 1012 *before* the
+    lifespan shutdown runs, so the app's own graceful stop (finish or cancel
+    runs, deliver their final frames, close with 1001) would come too late.
+    This subclass stops listening, runs the app's ``graceful_shutdown`` first,
+    then lets uvicorn finish as usual.
+
+    ``config.on_started`` (an attribute we add; picklable, since worker
+    processes receive the config) is called once the lifespan has started.
+    """
+
+    async def startup(self, sockets: Any = None) -> None:
+        install_redaction()  # worker processes configure logging afresh
+        await super().startup(sockets)
+        on_started: Callable[[], None] | None = getattr(self.config, "on_started", None)
+        if on_started is not None:
+            on_started()
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        for listener in getattr(self, "servers", []):
+            listener.close()
+        hook = _graceful_hook(self.config.loaded_app) if self.config.loaded else None
+        if hook is not None and not self.force_exit:
+            grace = self.config.timeout_graceful_shutdown
+            try:
+                await asyncio.wait_for(hook(), 2 * grace if grace else None)
+            except Exception:
+                log.exception("graceful shutdown of the app failed")
+        await super().shutdown(sockets)
+
+
+class _WorkerProcess(multiprocess.Process):
+    """A uvicorn worker process whose server is :class:`Server` (module level:
+    spawned workers unpickle their target by name)."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(self.config)
+        return self._server
+
+
+def run_workers(config: uvicorn.Config) -> None:
+    """uvicorn's multiprocess supervisor, each worker running :class:`Server`.
+
+    The supervisor builds each worker from the module-level ``Process`` class;
+    it is replaced here, in the supervisor process only, which
+    ``legalstream serve`` owns.
+    """
+    multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+    sock = config.bind_socket()
+    multiprocess.Multiprocess(config, sockets=[sock]).run()

@@ -4,24 +4,18 @@ A run is one question answered by an :class:`~legalstream.agent.api.AgentRunner`
 in a worker thread. Its events travel::
 
     worker thread ──emit()──► ThreadBridge ──call_soon_threadsafe──► loop callback
-        (numbers them: seq) ──► bus
+        (numbers them: seq) ──► hub ──► followers (sessions)
 
 On the in-process bus the loop callback publishes the batch itself: a run
 costs no task on the event loop, only a queued job for the run threads and
 one callback per burst of events. A bus that must await (Redis) gets one
 publisher task per run instead, fed by the same callback.
-
-The bridge never blocks the event loop and never drops an event: the worker
-thread takes a slot of a bounded budget before handing an event over, and the
-slot comes back once the event is published. When the loop or the bus falls
-behind, the *worker* waits, not the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -32,30 +26,20 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
 from legalstream.audit import audit_line
-from legalstream.bus.base import Bus, InlineBus, RunRecord, run_topic
+from legalstream.bus.base import Bus, RunRecord, run_topic
 from legalstream.events import ErrorCode, Event, EventType
+from legalstream.runs.bridge import REMOTE_BRIDGE_SLOTS, ThreadBridge
+from legalstream.runs.threads import RunThreads
 from legalstream.settings import RunSettings
 
 log = logging.getLogger("legalstream.runs")
 
 AGENT_NAME = "Legal Question Answering Agent"
 TASK_NAME = "Answer legal question"
-
-#: Events one run may have in flight between its thread and the in-process
-#: bus. Past it the thread waits: a deeper buffer only lets a fast producer
-#: stamp events that then queue in front of the loop (256: p99 8-10 ms at 100
-#: clients x 200 events; 64: 1.7-4 ms, for 8-22% of throughput at that load;
-#: 32 cost 35%).
-BRIDGE_SLOTS = 64
-#: The same for a bus that awaits (Redis): a slot comes back a round trip
-#: later, so the window must cover more (100 x 200, 2 workers: 64 slots 60k
-#: events/s, p99 7.7 ms, 0.45-0.49x the memory bus; 128: 65k, 17.6 ms; 256:
-#: 66-69k, 25 ms).
-REMOTE_BRIDGE_SLOTS = 256
 
 
 class ServerBusy(Exception):
@@ -104,122 +88,6 @@ class Run:
         return self._done
 
 
-class ThreadBridge:
-    """Hands a run's events from its worker thread to the loop: bounded, lossless, batched.
-
-    A thread appends to a pending list and schedules one loop callback only
-    when the list was empty, so a burst of events costs one wake-up of the
-    loop, not one per event. The callback passes the batch to ``deliver``.
-    At most ``slots`` thread events are in flight (handed over, not yet
-    published); past that the *thread* waits on the bridge's one lock, which
-    is also all an event costs it otherwise.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        run: Run,
-        deliver: Callable[[ThreadBridge, list[Event], int], None],
-        slots: int = BRIDGE_SLOTS,
-    ) -> None:
-        self.run = run
-        self._slots = slots
-        self._loop = loop
-        self._deliver = deliver
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._pending: list[Event] = []
-        #: The publisher task's inbox, on a bus that must await (see RunManager).
-        self.inbox: MemoryObjectSendStream[tuple[list[Event], int]] | None = None
-
-    def emit_from_thread(self, event: Event) -> None:
-        with self._lock:
-            while self._in_flight >= self._slots:
-                self._room.wait()
-            self._in_flight += 1
-            self._pending.append(event)
-            if len(self._pending) > 1:
-                return
-        self._loop.call_soon_threadsafe(self._flush)
-
-    def _flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
-            # Every pending event came from the thread and holds a slot.
-            self._deliver(self, batch, len(batch))
-
-    def release(self, count: int) -> None:
-        """``count`` thread events were published: their slots are free again."""
-        if count:
-            with self._lock:
-                self._in_flight -= count
-                self._room.notify_all()
-
-
-class RunThreads:
-    """The worker threads runs execute in: at most ``size``, first come first served.
-
-    Not a ``ThreadPoolExecutor``: a run needs no future (its result travels as
-    its final event), and these threads are daemons, so a run stuck in a
-    provider call cannot hold up the process's exit once graceful shutdown
-    has given up on it.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = max(1, size)
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._lock = threading.Lock()
-        self._threads = 0
-        #: Threads waiting for a job nobody has promised them yet.
-        self._idle = 0
-        #: Jobs queued while every thread was busy; the next thread to finish takes one.
-        self._unclaimed = 0
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Queue ``fn(*args)``; never blocks (callers bound what they submit)."""
-        start = False
-        with self._lock:
-            if self._idle > 0:
-                self._idle -= 1
-            elif self._threads < self._size:
-                self._threads += 1
-                start = True
-            else:
-                self._unclaimed += 1
-            self._jobs.put((fn, args))
-        if start:
-            name = f"legalstream-run-{self._threads}"
-            threading.Thread(target=self._work, name=name, daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, args = job
-            try:
-                fn(*args)
-            except BaseException:  # jobs report their own errors; keep the thread
-                log.exception("run thread job failed")
-            del job, fn, args  # hold nothing of a finished run while idle
-            with self._lock:
-                if self._unclaimed > 0:
-                    self._unclaimed -= 1
-                else:
-                    self._idle += 1
-
-    def shutdown(self) -> None:
-        """End the threads once they are idle (a running job finishes first)."""
-        with self._lock:
-            threads, self._threads, self._idle = self._threads, 0, 0
-        for _ in range(threads):
-            self._jobs.put(None)
-
-
 class RunManager:
     """Owns run ids, seq numbers and the worker threads of this process."""
 
@@ -232,9 +100,12 @@ class RunManager:
         on_finish: Callable[[Run], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
     ) -> None:
-        self._bus = bus
+        self._hub = bus.hub
+        self._records = bus.records
+        # A session on another worker may follow or cancel a run of ours.
+        self._control = bus.control
         # The in-process bus publishes without awaiting: a run then needs no task.
-        self._inline: InlineBus | None = bus if isinstance(bus, InlineBus) else None
+        self._inline = bus.hub.inline
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
         self._runner_lock = threading.Lock()
@@ -253,11 +124,7 @@ class RunManager:
         #: Runs going in this process, per user (the per-user concurrency limit).
         self._per_user: dict[str, int] = {}
         self.started = 0
-        # Redis bus: a session on another worker may follow or cancel a run of ours.
-        self._remote: Callable[..., bool] | None = getattr(bus, "send_control", None)
-        register = getattr(bus, "on_remote_control", None)
-        if register is not None:
-            register(self._on_remote_control)
+        bus.control.on_message(self._on_remote_control)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -327,13 +194,14 @@ class RunManager:
         )
         run.opening = [ack, start]
         loop = asyncio.get_running_loop()
-        if self._inline is not None:
-            self._inline.save_run_now(self._record(run))
+        topic = run_topic(run_id)
+        if self._inline:
+            self._hub.open_run_now(topic, run.opening, self._record(run))
+            self._number(run, run.opening)
             bridge = ThreadBridge(loop, run, self._publish_now)
-            self._publish_now(bridge, run.opening, 0)
         else:
             # The run's record and its opening frames: one round trip.
-            await self._bus.open_run(run_topic(run_id), run.opening, self._record(run))
+            await self._hub.open_run(topic, run.opening, self._record(run))
             self._number(run, run.opening)
             bridge = ThreadBridge(loop, run, self._to_publisher, REMOTE_BRIDGE_SLOTS)
             send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](
@@ -455,16 +323,16 @@ class RunManager:
         """In-process bus: number and publish a batch from the bridge's loop callback."""
         run = bridge.run
         final = self._number(run, events)
-        assert self._inline is not None
         topic = run_topic(run.run_id)
         try:
-            self._inline.publish_now(topic, events)
+            if final:
+                self._hub.finish_run_now(topic, events, self._record(run))
+            else:
+                self._hub.publish_now(topic, events)
         except Exception:
             log.exception("bus publish failed for run %s", run.run_id)
         bridge.release(from_thread)
         if final:
-            self._inline.close_topic_now(topic)
-            self._inline.save_run_now(self._record(run))
             self._finish(run)
 
     def _to_publisher(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
@@ -488,10 +356,10 @@ class RunManager:
                         # One call per batch: one Redis round trip, not one per
                         # event; the last also closes the topic and saves the run.
                         if final:
-                            await self._bus.finish_run(topic, events, self._record(run))
+                            await self._hub.finish_run(topic, events, self._record(run))
                             closed = True
                         else:
-                            await self._bus.publish_many(topic, events)
+                            await self._hub.publish_many(topic, events)
                     except Exception:
                         log.exception("bus publish failed for run %s", run.run_id)
                     # Slots come back only once published: a slow bus slows the
@@ -503,8 +371,8 @@ class RunManager:
             with anyio.CancelScope(shield=True):
                 if not closed:
                     try:
-                        await self._bus.close_topic(topic)
-                        await self._bus.save_run(self._record(run))
+                        await self._hub.close_topic(topic)
+                        await self._records.save(self._record(run))
                     except Exception:
                         log.exception("closing run %s on the bus failed", run.run_id)
                 self._finish(run)
@@ -563,9 +431,9 @@ class RunManager:
     def cancel(self, run_id: str, reason: str = "cancelled by client") -> bool:
         """Ask a run to stop; its thread notices before its next LLM/tool call."""
         run = self._runs.get(run_id)
-        if run is None and self._remote is not None:
-            return self._remote("cancel", run_id, reason)
-        if run is None or run.final is not None:
+        if run is None:
+            return self._control.send("cancel", run_id, reason)
+        if run.final is not None:
             return False
         if not run.cancelled.is_set():
             run.cancel_reason = reason
@@ -575,8 +443,7 @@ class RunManager:
     def attach(self, run_id: str) -> None:
         run = self._runs.get(run_id)
         if run is None:
-            if self._remote is not None:
-                self._remote("attach", run_id)
+            self._control.send("attach", run_id)
             return
         run.followers += 1
         if run.grace_handle is not None:
@@ -587,8 +454,7 @@ class RunManager:
         """A follower went away; cancel once nobody follows after the grace period."""
         run = self._runs.get(run_id)
         if run is None:
-            if self._remote is not None:
-                self._remote("detach", run_id)
+            self._control.send("detach", run_id)
             return
         run.followers = max(0, run.followers - 1)
         if run.followers:
