@@ -55,7 +55,7 @@ async def test_ask_returns_answer_and_citations(server):
         answer = await c.ask("What was the defendant's response?", case_id=1)
     assert answer.answer == "Scripted answer to: What was the defendant's response?"
     assert answer.citations == [{"doc_id": "case-1/x", "quote": "q"}]
-    assert answer.run_id and len(answer.run_id) == 32
+    assert answer.run_id and len(answer.run_id) == 48  # a UUID and its signature (runs/ids.py)
     assert [e["seq"] for e in answer.events] == list(range(1, len(answer.events) + 1))
 
 

@@ -541,3 +541,93 @@ async def test_access_log_never_shows_tokens_or_tickets(tmp_path):
     assert "/ws/query?token=[REDACTED]" in out and "/ws/query?ticket=[REDACTED]" in out
     assert token not in out and ticket not in out
     assert any(isinstance(f, RedactSecrets) for f in logging.getLogger("uvicorn.access").filters)
+
+
+def test_redaction_decodes_the_query_string_as_the_server_does():
+    # Issue 15, item 7: Starlette percent-decodes parameter names and values, so
+    # ?%74oken= authenticates; it must be redacted like ?token=.
+    token = make_token()
+    encoded_value = "".join(f"%{ord(c):02X}" for c in token)
+    cases = [
+        f"/ws/query?%74oken={token}",
+        f"/ws/query?%74%6F%6B%65%6E={token}&x=1",
+        "/ws/query?x=1&tick%65t=T0k3n-_xyzT0k3n-_xyzT0k3n",
+        f"/ws/query?token={encoded_value}",
+        f"/ws/query?access%5Ftoken={token}",
+        f'"GET /ws/query?%74oken={token} HTTP/1.1" 101',
+    ]
+    for raw in cases:
+        out = redact(raw)
+        assert token not in out and "T0k3n-_xyz" not in out, (raw, out)
+        assert encoded_value[:30] not in out, (raw, out)
+        assert "[REDACTED]" in out, (raw, out)
+    assert redact("/ws/query?case=1&x=%74") == "/ws/query?case=1&x=%74"
+
+
+async def test_percent_encoded_credentials_never_reach_the_access_log(tmp_path):
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    s = jwt_settings(tmp_path)
+    app = create_app(s, runner_factory=lambda svc: ScriptedRunner())
+    buf = io.StringIO()
+    token = make_token()
+    srv = LiveServer(app, s)
+    srv.server = uvicorn.Server(
+        uvicorn_config(s, app, host="127.0.0.1", port=srv.port, log_level="info", access_log=True)
+    )
+    srv.thread = threading.Thread(target=srv.server.run, daemon=True)
+    handlers = []
+    for name, fmt in (
+        ("uvicorn.access", AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s')),
+        ("uvicorn.error", DefaultFormatter("%(message)s")),
+    ):
+        handler = logging.StreamHandler(buf)
+        handler.setFormatter(fmt)
+        logging.getLogger(name).addHandler(handler)
+        handlers.append((name, handler))
+    install_redaction()
+    srv.start()
+    encoded_token = "".join(f"%{ord(c):02X}" for c in token)
+    try:
+        async with httpx.AsyncClient(base_url=srv.http) as http:
+            ticket = (await http.post("/ws/ticket", headers=bearer(token))).json()["ticket"]
+            await http.get(f"/health?%74icket={ticket}&%74oken={encoded_token}")
+        async with websockets.connect(f"{srv.ws}?%74icket={ticket}") as ws:
+            assert (await recv_json(ws))["type"] == "connection_established"
+        async with websockets.connect(f"{srv.ws}?token={encoded_token}") as ws:
+            assert (await recv_json(ws))["type"] == "connection_established"
+        await asyncio.sleep(0.2)
+    finally:
+        srv.stop()
+        for name, handler in handlers:
+            logging.getLogger(name).removeHandler(handler)
+    out = buf.getvalue()
+    assert "/health?" in out and "/ws/query?" in out
+    for secret in (ticket, token, encoded_token[:30]):
+        assert secret not in out
+
+
+# -- forwarded headers (issue 15, item 9) ----------------------------------------
+
+
+async def _audited_ip(tmp_path: Path, forwarded_allow_ips: list[str]) -> str:
+    """The client address the audit log records for a query sent with X-Forwarded-For."""
+    s = jwt_settings(tmp_path)
+    s.server.forwarded_allow_ips = forwarded_allow_ips
+    app = create_app(s, runner_factory=lambda svc: ScriptedRunner(steps=1))
+    headers = {**bearer(make_token(sub="alice", cases=[1])), "X-Forwarded-For": "203.0.113.9"}
+    with live_server(app, s) as srv:
+        async with websockets.connect(srv.ws, additional_headers=headers) as ws:
+            await recv_json(ws)
+            await ws.send(json.dumps(QUERY))
+            await collect_run(ws)
+    (line,) = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    return line["client_ip"]
+
+
+async def test_forwarded_headers_are_not_trusted_by_default(tmp_path):
+    assert await _audited_ip(tmp_path, []) == "127.0.0.1"
+
+
+async def test_forwarded_headers_are_trusted_from_configured_proxies(tmp_path):
+    assert await _audited_ip(tmp_path, ["127.0.0.1"]) == "203.0.113.9"

@@ -118,6 +118,8 @@ def cluster(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LEGALSTREAM_RAG__DATA_DIR": str(tmp / "data"),
         "LEGALSTREAM_RAG__INGEST_SAMPLE_ON_START": "false",
         "LEGALSTREAM_LOG_LEVEL": "warning",
+        # nginx runs on this host: believe its X-Forwarded-For (docs/deploy.md).
+        "LEGALSTREAM_SERVER__FORWARDED_ALLOW_IPS": '["127.0.0.1"]',
     }
     env.pop("LEGALSTREAM_CONFIG", None)
     backends = [free_port(), free_port()]

@@ -62,6 +62,7 @@ def test_a_running_run_whose_early_events_are_gone_says_so_then_goes_on_from_wha
         "last_seq": 20,
         "lost": [3, 10],
         "status": "running",
+        "reason": "evicted",
     }
     assert plan.follow_after == 10
     assert [e.seq for e in plan.backlog] == list(range(11, 21)) and plan.backlog_until == 20
@@ -89,3 +90,12 @@ def test_a_finished_run_with_no_history_left_at_all():
     assert plan.send[0].metadata["lost"] == [6, 30]
     assert plan.send[0].metadata["first_available_seq"] is None
     assert plan.follow_after is None
+
+
+def test_a_resume_at_the_tip_of_a_finished_run_gets_its_final_frame_again():
+    done = final(12)
+    for after in (12, 40):
+        plan = plan_resume(
+            RUN, after, record("complete", 12, done), history(1, 12, after=after, closed=True)
+        )
+        assert [e.seq for e in plan.send] == [12] and plan.follow_after is None

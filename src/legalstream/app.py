@@ -34,6 +34,7 @@ from legalstream.bus import open_bus
 from legalstream.bus.base import BROADCAST, BusUnavailable
 from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
+from legalstream.runs.ids import RunIds, deployment_secret
 from legalstream.server import rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
@@ -199,12 +200,17 @@ async def _start_services(
     await bus.start()
     registry = ConnectionRegistry(worker)
     holder: dict[str, Services] = {}
+    secret = await anyio.to_thread.run_sync(
+        deployment_secret, settings.runs.id_secret, settings.auth.secret, settings.rag.data_dir
+    )
+    ids = RunIds(secret)
     runs = RunManager(
         bus,
         lambda: factory(holder["svc"]),
         settings.runs,
         on_finish=metrics.run_finished if metrics else None,
         on_events=metrics.events_published if metrics else None,
+        ids=ids,
     )
     svc = Services(
         settings=settings,

@@ -5,7 +5,12 @@ logger (written by :mod:`legalstream.runs`)::
 
     {"time": "2025-01-01T12:00:00.123456+00:00", "event": "query", "user": "alice",
      "client_ip": "10.0.0.7", "case_id": 1, "run_id": "…", "outcome": "complete",
-     "duration_s": 1.234, "cited_doc_ids": ["case-1/complaint"], "connection_id": "…"}
+     "duration_s": 1.234, "cited_doc_ids": ["case-1/complaint"], "connection_id": "…",
+     "published": true, "followers": 1}
+
+``outcome`` is how the run ended; ``published`` whether its final event
+reached the event bus (false: no client could receive it, e.g. Redis was
+down) and ``followers`` how many connections followed it at the end.
 
 Only the fields in :data:`AUDIT_FIELDS` are ever written: never the query's
 answer, document text, or a token, whatever a caller puts in ``extra``.
@@ -31,6 +36,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -47,14 +53,22 @@ AUDIT_FIELDS = (
     "duration_s",
     "cited_doc_ids",
     "connection_id",
+    "published",
+    "followers",
 )
 
 REDACTED = "[REDACTED]"
 
+#: Query parameters that carry credentials, by their decoded name (lower case).
+SECRET_PARAMS = frozenset({"token", "ticket", "access_token"})
+
+#: A query string in a log line: after "?", up to whitespace, a quote or a fragment.
+_QUERY = re.compile(r"\?([^\s\"'#]+)")
+
 _PATTERNS = (
-    # ?token=… &ticket=… (also access_token, and percent-encoded separators survive)
+    # token=… outside a URL's query string (the query string is decoded below)
     (
-        re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_token|token|ticket)=)[^&;\s\"']*"),
+        re.compile(r"(?i)((?:^|[;\s\"'])(?:access_token|token|ticket)=)[^&;\s\"']*"),
         r"\1" + REDACTED,
     ),
     # Authorization: Bearer … and the bearer./ticket. subprotocol entries
@@ -65,7 +79,24 @@ _PATTERNS = (
 )
 
 
+def _redact_query(match: re.Match[str]) -> str:
+    """A query string with the values of credential parameters replaced.
+
+    Names are decoded exactly as the server decodes them (Starlette's
+    ``parse_qsl``: ``&``-separated, ``+`` is a space, percent-escapes), so
+    ``?%74oken=`` is a token parameter here as it is to the server.
+    """
+    pairs = match.group(1).split("&")
+    for i, pair in enumerate(pairs):
+        name, sep, _value = pair.partition("=")
+        if sep and unquote_plus(name).strip().lower() in SECRET_PARAMS:
+            pairs[i] = f"{name}={REDACTED}"
+    return "?" + "&".join(pairs)
+
+
 def redact(text: str) -> str:
+    if "?" in text:
+        text = _QUERY.sub(_redact_query, text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

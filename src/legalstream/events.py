@@ -107,6 +107,7 @@ class ErrorCode(StrEnum):
     LLM_FAILED = "llm_failed"
     RETRIEVAL_FAILED = "retrieval_failed"
     RUN_NOT_FINISHED = "run_not_finished"
+    HISTORY_LOST = "history_lost"
     INTERNAL = "internal_error"
 
 

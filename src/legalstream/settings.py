@@ -46,6 +46,10 @@ class ServerSettings(BaseModel):
     ping_timeout: float = 20.0
     per_message_deflate: bool = False
     max_connections: int = 10_000
+    #: Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are
+    #: believed (e.g. ["127.0.0.1"] behind a local nginx; "*" believes anyone).
+    #: Empty: forwarded headers are ignored and the peer's address is the client's.
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
     #: Seconds given to runs to finish on shutdown before they are cancelled.
     shutdown_grace: float = 5.0
     #: Processes that `legalstream serve` owns: allocations between young-generation
@@ -84,6 +88,10 @@ class RunSettings(BaseModel):
     resume_grace_seconds: float = 0.0
     #: Hard limit on one run's duration.
     timeout_seconds: float = 300.0
+    #: Secret that signs run ids, so a resume can tell a lost history from a
+    #: wrong id. Every worker of a deployment needs the same one; unset: derived
+    #: from auth.secret, or kept in <rag.data_dir>/run-id.key.
+    id_secret: str | None = None
 
 
 class RagSettings(BaseModel):
@@ -170,6 +178,10 @@ class LimitSettings(BaseModel):
     max_connections_per_user: int = 100
     #: Ticket requests (``POST /ws/ticket``) per user.
     tickets_per_minute: str = "60/minute"
+    #: Replays and resumes (WebSocket ``replay``/``resume``, ``GET /runs/{id}/events``) per user.
+    replays_per_minute: str = "60/minute"
+    #: Bytes of stored history those may send per user (32 MiB a minute).
+    replay_bytes_per_minute: str = "33554432/minute"
     #: Storage of the counters: "auto" is Redis when the bus is Redis, memory otherwise.
     storage: Literal["auto", "memory", "redis"] = "auto"
 

@@ -140,6 +140,10 @@ class TransportSink(Protocol):
         """Streams followed here whose next events must be read, each after the seq given."""
         ...
 
+    def following(self) -> bool:
+        """Whether any stream has a follower here (a reader then watches its connection)."""
+        ...
+
 
 class Transport(Protocol):
     """Moves a topic's events and keeps stream history; delivers to its sink."""

@@ -24,14 +24,16 @@ Channels (broadcasts) have no cursors: each event goes to every follower.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import NoReturn
 
 import anyio
 
 from legalstream.bus.base import (
+    BusUnavailable,
     Follower,
     History,
     HistoryLost,
@@ -102,7 +104,8 @@ class Hub:
     async def publish_many(self, topic: str, events: list[Event]) -> None:
         """Append a stream's batch (numbered, in order) and fan it out here."""
         if events:
-            await self.transport.append(topic, events)
+            with self._failing(topic):
+                await self.transport.append(topic, events)
             self._published(topic, events)
 
     async def open_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
@@ -112,9 +115,21 @@ class Hub:
 
     async def finish_run(self, topic: str, events: list[Event], record: RunRecord) -> None:
         """A run's last batch, the end of its stream and its final record: one round trip."""
-        await self.transport.finish_run(topic, events, record)
+        with self._failing(topic):
+            await self.transport.finish_run(topic, events, record)
         self._published(topic, events)
         self._finished(topic)
+
+    @contextlib.contextmanager
+    def _failing(self, topic: str) -> Iterator[None]:
+        """A batch that could not be stored is a hole in the stream: its followers
+        here are cut off (they resume later) rather than wait for it."""
+        try:
+            yield
+        except BusUnavailable as exc:
+            self._owned.pop(topic, None)
+            self.fail(topic, exc)
+            raise
 
     async def close_topic(self, topic: str) -> None:
         """End a stream: its followers end once they have its last event."""
@@ -243,6 +258,9 @@ class Hub:
             if stream is not None:
                 for follower in list(stream.cursors):
                     self._cut(name, follower, error)
+
+    def following(self) -> bool:
+        return bool(self._streams)
 
     def wanted(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from legalstream.audit import audit_line
 from legalstream.bus.base import Bus, RunRecord, run_topic
 from legalstream.events import ErrorCode, Event, EventType
 from legalstream.runs.bridge import REMOTE_BRIDGE_SLOTS, ThreadBridge
+from legalstream.runs.ids import RunIds
 from legalstream.runs.threads import RunThreads
 from legalstream.settings import RunSettings
 
@@ -73,6 +73,10 @@ class Run:
     _finished: bool = False
     #: Holds one of RunManager's max_concurrent places.
     _admitted: bool = False
+    #: The final event reached the bus (followers and resumes can get it).
+    published_final: bool = False
+    #: Connections following the run when its final event was published.
+    final_followers: int = 0
 
     @property
     def run_id(self) -> str:
@@ -99,7 +103,10 @@ class RunManager:
         *,
         on_finish: Callable[[Run], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        ids: RunIds | None = None,
     ) -> None:
+        #: Makes run ids and recognises this deployment's own (runs/ids.py).
+        self.ids = ids or RunIds(b"")
         self._hub = bus.hub
         self._records = bus.records
         # A session on another worker may follow or cancel a run of ours.
@@ -180,7 +187,7 @@ class RunManager:
             raise RuntimeError("RunManager is not bound to a task group (lifespan not running)")
         if len(self._runs) >= self._settings.max_concurrent + self._settings.max_queued:
             raise ServerBusy("too many runs queued; try again shortly")
-        run_id = uuid.uuid4().hex
+        run_id = self.ids.new()
         request = RunRequest(run_id, query, case_id, stream_thinking, user)
         run = Run(request=request, connection_id=connection_id, client_ip=client_ip)
         meta = {"query": query, "case_id": case_id, "stream_thinking": stream_thinking}
@@ -326,7 +333,9 @@ class RunManager:
         topic = run_topic(run.run_id)
         try:
             if final:
+                run.final_followers = run.followers  # they detach as the final reaches them
                 self._hub.finish_run_now(topic, events, self._record(run))
+                run.published_final = True
             else:
                 self._hub.publish_now(topic, events)
         except Exception:
@@ -356,8 +365,9 @@ class RunManager:
                         # One call per batch: one Redis round trip, not one per
                         # event; the last also closes the topic and saves the run.
                         if final:
+                            run.final_followers = run.followers
                             await self._hub.finish_run(topic, events, self._record(run))
-                            closed = True
+                            closed = run.published_final = True
                         else:
                             await self._hub.publish_many(topic, events)
                     except Exception:
@@ -407,6 +417,10 @@ class RunManager:
                 "duration_s": round(duration, 4),
                 "cited_doc_ids": run.cited_doc_ids,
                 "connection_id": run.connection_id,
+                # How the run ended (outcome) and whether anybody could get it:
+                # its final event stored on the bus, and who followed it then.
+                "published": run.published_final,
+                "followers": run.final_followers,
             },
         )
         if self._on_finish is not None:

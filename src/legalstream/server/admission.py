@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from legalstream.audit import audit_refused
 from legalstream.bus.base import RunRecord
-from legalstream.events import ErrorCode
+from legalstream.events import ErrorCode, Event
 from legalstream.runs import Run, ServerBusy
 from legalstream.server.auth import Principal
+from legalstream.server.limits import RateLimited
 from legalstream.server.protocol import ProtocolError, QueryCommand
 from legalstream.server.state import Services
 
@@ -64,9 +65,35 @@ async def start_query(
         raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc), status=503) from None
 
 
+async def check_replay(svc: Services, principal: Principal) -> None:
+    """A replay or resume may read history (its requests count against a budget)."""
+    if svc.limits is not None:
+        _limited(await svc.limits.check_replay(principal))
+
+
+async def charge_history(svc: Services, principal: Principal, events: list[Event]) -> None:
+    """The bytes of stored history about to be sent count against the user's budget."""
+    if svc.limits is not None and events:
+        nbytes = sum(len(event.encoded) for event in events)
+        _limited(await svc.limits.charge_replay(principal, nbytes))
+
+
+def _limited(verdict: RateLimited | None) -> None:
+    if verdict is not None:
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED, verdict.message, metadata=verdict.metadata(), status=429
+        )
+
+
 def may_see(principal: Principal, record: RunRecord) -> bool:
-    """Whether ``principal`` may list, read, replay, resume or cancel this run."""
-    return principal.is_admin or record.user == principal.user
+    """Whether ``principal`` may list, read, replay, resume or cancel this run.
+
+    The run must be theirs (or they an admin), and their token must still
+    allow the run's case: a case taken away from a token takes its history too.
+    """
+    return (principal.is_admin or record.user == principal.user) and principal.may_query(
+        record.case_id
+    )
 
 
 def _refused(

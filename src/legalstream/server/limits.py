@@ -10,7 +10,10 @@ the bus is Redis so that every worker counts together. What is limited
 * queries per user and per client IP: an ``error`` frame with code
   ``rate_limited`` and ``metadata.retry_after`` (``POST /query``: HTTP 429);
 * concurrent runs per user (this process): the same ``rate_limited`` frame;
-* ticket requests per user: HTTP 429.
+* ticket requests per user: HTTP 429;
+* replays and resumes per user, and the bytes of history they send: the
+  same ``rate_limited`` answer (a stored run is cheap to ask for and can be
+  megabytes to send; without a budget one token could saturate the server).
 
 Limits are enforced when ``limits.enabled`` is true, or unset and auth mode is
 ``jwt``. Auth mode ``none`` only runs bound to loopback (one developer, many
@@ -73,6 +76,8 @@ class Limits:
         self.connect_user: RateLimitItem = parse(settings.user_connects_per_minute)
         self.query: RateLimitItem = parse(settings.queries_per_minute)
         self.ticket: RateLimitItem = parse(settings.tickets_per_minute)
+        self.replay: RateLimitItem = parse(settings.replays_per_minute)
+        self.replay_bytes: RateLimitItem = parse(settings.replay_bytes_per_minute)
         self._last_storage_error = 0.0
 
     @classmethod
@@ -108,9 +113,9 @@ class Limits:
 
     # -- the checks ---------------------------------------------------------
 
-    async def _hit(self, item: RateLimitItem, *key: str) -> RateLimited | None:
+    async def _hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> RateLimited | None:
         try:
-            if await self._limiter.hit(item, *key):
+            if await self._limiter.hit(item, *key, cost=cost):
                 return None
             stats = await self._limiter.get_window_stats(item, *key)
             reset = stats.reset_time
@@ -162,3 +167,15 @@ class Limits:
         verdict = await self._hit(self.ticket, "ticket-user", principal.user)
         if verdict is not None:
             raise AuthError(429, "too many ticket requests", retry_after=verdict.retry_after)
+
+    async def check_replay(self, principal: Principal) -> RateLimited | None:
+        """Before a replay or resume reads history: requests per user."""
+        if not self.enabled:
+            return None
+        return await self._hit(self.replay, "replay-user", principal.user)
+
+    async def charge_replay(self, principal: Principal, nbytes: int) -> RateLimited | None:
+        """Before history is sent: its bytes count against the user's budget."""
+        if not self.enabled or nbytes <= 0:
+            return None
+        return await self._hit(self.replay_bytes, "replay-bytes-user", principal.user, cost=nbytes)

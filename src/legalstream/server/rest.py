@@ -14,7 +14,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from legalstream.bus.base import BROADCAST, UnknownTopic, run_topic
 from legalstream.events import ErrorCode, Event, EventType
-from legalstream.server.admission import authorize_query, may_see, start_query
+from legalstream.server.admission import (
+    authorize_query,
+    charge_history,
+    check_replay,
+    may_see,
+    start_query,
+)
 from legalstream.server.auth import AuthError, Principal
 from legalstream.server.protocol import ProtocolError, parse_query
 from legalstream.server.state import Services, services
@@ -154,12 +160,16 @@ async def run_events(request: Request) -> Response:
     svc = services(request)
     run_id = request.path_params["run_id"]
     record = await svc.bus.records.get(run_id)
+    if record is None and svc.runs.ids.issued(run_id):
+        return error(410, ErrorCode.HISTORY_LOST, "the run's history is gone")
     if record is None or not may_see(principal, record):
         return error(404, ErrorCode.UNKNOWN_RUN, "unknown or expired run")
+    await check_replay(svc, principal)
     try:
         history = await svc.bus.hub.history(run_topic(run_id))
     except UnknownTopic:
         return error(404, ErrorCode.UNKNOWN_RUN, "run history expired")
+    await charge_history(svc, principal, history.events)
 
     async def lines():
         for event in history.events:

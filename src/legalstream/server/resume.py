@@ -23,6 +23,27 @@ class ResumePlan:
     backlog_until: int = 0
 
 
+def plan_lost_history(run_id: str, after_seq: int) -> ResumePlan:
+    """A run this deployment issued of which nothing is left (no record, no history)."""
+    return ResumePlan(
+        send=[
+            Event(
+                type=EventType.RESUME_FAILED,
+                run_id=run_id,
+                error="the run's history is gone: the event store no longer has it",
+                metadata={
+                    "after_seq": after_seq,
+                    "first_available_seq": None,
+                    "last_seq": None,
+                    "lost": [after_seq + 1, None],
+                    "status": "unknown",
+                    "reason": "history_lost",
+                },
+            )
+        ]
+    )
+
+
 def plan_resume(
     run_id: str, after_seq: int, record: RunRecord, history: History | None
 ) -> ResumePlan:
@@ -38,6 +59,9 @@ def plan_resume(
             # flight): nothing was lost, following replays it.
             return ResumePlan(follow_after=after_seq)
         return ResumePlan(send=_lost(run_id, after_seq, record, None) + _final(record))
+    if history.closed and after_seq >= history.last_seq and record.final is not None:
+        # The client has everything (or says so): its answer is the run's end, again.
+        return ResumePlan(send=_final(record))
     if history.first_seq > after_seq + 1:
         notice = _lost(run_id, after_seq, record, history)
         if record.final is not None:
@@ -69,6 +93,7 @@ def _lost(run_id: str, after_seq: int, record: RunRecord, history: History | Non
                     (history.first_seq - 1) if history else record.event_count,
                 ],
                 "status": record.status,
+                "reason": "evicted",
             },
             output_data=(record.final or {}).get("output_data"),
         )

@@ -54,6 +54,10 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
         "log_level": settings.log_level,
         "lifespan": "on",
         "timeout_graceful_shutdown": server.shutdown_grace + 5,
+        # Forwarded headers only from configured proxies (uvicorn's own default
+        # believes 127.0.0.1, so anyone on the host could claim any address).
+        "proxy_headers": bool(server.forwarded_allow_ips),
+        "forwarded_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
     }
     options.update(overrides)
     config = uvicorn.Config(app, **options)

@@ -20,9 +20,21 @@ from typing import Any
 import anyio
 from starlette.websockets import WebSocket
 
-from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.bus.base import (
+    BusUnavailable,
+    RunRecord,
+    SubscriptionOverflow,
+    UnknownTopic,
+    run_topic,
+)
 from legalstream.events import ErrorCode, Event, EventType, error_event
-from legalstream.server.admission import authorize_query, may_see, start_query
+from legalstream.server.admission import (
+    authorize_query,
+    charge_history,
+    check_replay,
+    may_see,
+    start_query,
+)
 from legalstream.server.auth import Principal
 from legalstream.server.connections import ConnectionInfo
 from legalstream.server.follower import EventFilter, RunFollower
@@ -42,7 +54,7 @@ from legalstream.server.protocol import (
     SubscribeCommand,
     parse_message,
 )
-from legalstream.server.resume import plan_resume
+from legalstream.server.resume import plan_lost_history, plan_resume
 from legalstream.server.state import Services
 
 log = logging.getLogger("legalstream.session")
@@ -244,19 +256,28 @@ class Session:
             self.outbox.send_events(opening)
         self._follow(run.run_id, run.opening[-1].seq or 0, allowed)
 
-    async def _visible_record(self, run_id: str) -> Any:
+    async def _visible_record(self, run_id: str) -> RunRecord | None:
+        """The run's record if this principal may see it; None: ours, but its history is gone."""
         record = await self.svc.bus.records.get(run_id)
+        if record is None and self.svc.runs.ids.issued(run_id):
+            return None
         if record is None or not may_see(self.principal, record):
             raise ProtocolError(ErrorCode.UNKNOWN_RUN, "unknown or expired run", run_id)
         return record
 
     async def _resume(self, cmd: ResumeCommand) -> None:
         record = await self._visible_record(cmd.run_id)
+        await check_replay(self.svc, self.principal)
+        if record is None:
+            for event in plan_lost_history(cmd.run_id, cmd.after_seq).send:
+                self.send_event(event)
+            return
         try:
             history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             history = None
         plan = plan_resume(cmd.run_id, cmd.after_seq, record, history)
+        await charge_history(self.svc, self.principal, plan.backlog)
         for event in plan.send:
             self.send_event(event)
         if plan.follow_after is None:
@@ -275,14 +296,20 @@ class Session:
 
     async def _replay(self, cmd: ReplayCommand) -> None:
         record = await self._visible_record(cmd.run_id)
+        if record is None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_LOST, "the run's history is gone", cmd.run_id, status=410
+            )
         if record.status == "running":
             raise ProtocolError(
                 ErrorCode.RUN_NOT_FINISHED, "run is still going: use resume", cmd.run_id
             )
+        await check_replay(self.svc, self.principal)
         try:
             history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
             raise ProtocolError(ErrorCode.UNKNOWN_RUN, "run history expired", cmd.run_id) from None
+        await charge_history(self.svc, self.principal, history.events)
         await self.outbox.send_history(history.events)
 
     # -- following runs -------------------------------------------------------

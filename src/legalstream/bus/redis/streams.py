@@ -267,10 +267,13 @@ class RedisTransport:
                     log.warning("redis is reachable again; run streams resume")
                 self._changed.clear()
                 wanted = hub.wanted()
-                if not wanted:
+                if not wanted and not hub.following():
                     self._activity.clear()
                     await self._changed.wait()
                     continue
+                # With followers but nothing to read (their streams are ours and
+                # they have everything), XREAD still blocks on the wake stream:
+                # that is how a lost connection to Redis is noticed and they hear.
                 streams: dict[Any, str] = {self._wake_key: wake_cursor}
                 for topic, after in wanted.items():
                     streams[self._keys.stream(topic)] = format_id((after, 0))
