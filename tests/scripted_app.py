@@ -40,8 +40,6 @@ def app() -> LegalStreamApp:
 
 
 def main() -> None:
-    import uvicorn
-
     from legalstream.server.runner import run_server, uvicorn_config
 
     parser = argparse.ArgumentParser()
@@ -65,7 +63,7 @@ def main() -> None:
         run_server(config, settings, args.workers)
         return
     config = uvicorn_config(settings, app(), host=args.host, port=args.port, log_level="warning")
-    uvicorn.Server(config).run()
+    run_server(config, settings)  # as `legalstream serve` runs it
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 uvicorn and websockets are pinned in pyproject.toml. When an upgrade moves or
 renames something used there, one of these fails and says what; the
 behaviour itself is tested end to end in tests/test_ws_protocol.py,
-tests/test_hardening.py (graceful shutdown) and tests/test_workers.py.
+tests/test_http_guard.py, tests/test_hardening.py (graceful shutdown) and
+tests/test_workers.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from importlib.metadata import version
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from uvicorn.supervisors import multiprocess
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -111,3 +114,41 @@ def test_multiprocess_supervisor_builds_workers_from_a_module_level_process_clas
     source = inspect.getsource(multiprocess.Multiprocess)
     assert re.search(r"\bProcess\(", source), "Multiprocess no longer builds Process(...) itself"
     assert issubclass(uvicorn_ext._WorkerProcess, multiprocess.Process)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_url",
+        "on_header",
+        "on_headers_complete",
+        "send_400_response",
+    ],
+)
+def test_httptools_protocol_keeps_the_methods_the_head_guard_overrides(method):
+    assert callable(getattr(HttpToolsProtocol, method, None)), (
+        f"uvicorn's HttpToolsProtocol.{method} is gone"
+    )
+
+
+@pytest.mark.parametrize(
+    "attribute", ["config", "server_state", "client", "loop", "transport", "cycle", "parser"]
+)
+def test_httptools_protocol_keeps_the_attributes_the_head_guard_reads(attribute):
+    assert _assigned(HttpToolsProtocol, attribute), (
+        f"uvicorn's HttpToolsProtocol no longer sets self.{attribute}"
+    )
+
+
+def test_parser_errors_still_become_send_400_response():
+    # The guard raises inside the parser's callbacks and answers 431 from there.
+    source = inspect.getsource(HttpToolsProtocol.data_received)
+    assert "HttpParserError" in source and "send_400_response" in source
+
+
+def test_server_state_takes_our_counter():
+    state = ServerState()
+    state.legalstream_unfinished = object()  # type: ignore[attr-defined]

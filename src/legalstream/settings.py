@@ -46,6 +46,19 @@ class ServerSettings(BaseModel):
     ping_timeout: float = 20.0
     per_message_deflate: bool = False
     max_connections: int = 10_000
+    #: Seconds a client has to send a request head (from connecting, or from a
+    #: keep-alive request's first byte); past it the connection gets 408.
+    request_head_timeout: float = 10.0
+    #: Largest request head (request line and headers); larger gets 431.
+    max_request_head_bytes: int = 64 * 1024
+    #: Connections whose request head is not complete yet, per client address
+    #: and in total; past either, new connections are reset at once.
+    max_unfinished_requests_per_ip: int = 256
+    max_unfinished_requests: int = 4096
+    #: The listen backlog; also how many connections one turn of the event loop
+    #: accepts at most (asyncio), so it bounds how long a flood of connection
+    #: attempts can hold everything else up.
+    backlog: int = 512
     #: Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are
     #: believed (e.g. ["127.0.0.1"] behind a local nginx; "*" believes anyone).
     #: Empty: forwarded headers are ignored and the peer's address is the client's.

@@ -15,7 +15,13 @@ from typing import Any
 import uvicorn
 
 from legalstream.audit import install_redaction
-from legalstream.server.uvicorn_ext import WS_PROTOCOLS, Server, run_workers
+from legalstream.server.uvicorn_ext import (
+    HTTP_PROTOCOL,
+    WS_PROTOCOLS,
+    HeadLimits,
+    Server,
+    run_workers,
+)
 from legalstream.settings import Settings
 
 
@@ -46,6 +52,8 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
     options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
+        "http": HTTP_PROTOCOL,
+        "backlog": server.backlog,
         "ws": WS_PROTOCOLS.get(server.ws_impl, server.ws_impl),
         "ws_max_size": server.max_frame_bytes,
         "ws_ping_interval": server.ping_interval or None,
@@ -61,6 +69,13 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
     }
     options.update(overrides)
     config = uvicorn.Config(app, **options)
+    # Read by GuardedHttpProtocol (picklable: worker processes get the config).
+    config.head_limits = HeadLimits(  # type: ignore[attr-defined]
+        timeout=server.request_head_timeout,
+        max_bytes=server.max_request_head_bytes,
+        max_unfinished_per_ip=server.max_unfinished_requests_per_ip,
+        max_unfinished=server.max_unfinished_requests,
+    )
     # After Config configured logging: keep ?token=/?ticket= out of the access log.
     install_redaction()
     return config

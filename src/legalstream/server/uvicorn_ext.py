@@ -4,12 +4,25 @@ uvicorn and websockets are pinned (pyproject.toml) to the versions this was
 written against; tests/test_uvicorn_ext_contract.py fails, naming the
 attribute, when either changes what is used here:
 
+* :class:`GuardedHttpProtocol`: uvicorn's httptools protocol with a deadline
+  and a size limit for the request head, and caps on unfinished requests per
+  client address and in total (below);
 * :class:`BatchingSansIOProtocol`: uvicorn's ``websockets-sansio`` protocol
   plus batched sends and keepalive reporting (below);
 * :class:`Server`: uvicorn's server, but shutdown lets the app close its
   WebSocket clients properly before uvicorn closes them with 1012;
 * :func:`run_workers`: uvicorn's multiprocess supervisor, its workers running
   :class:`Server`.
+
+**Request heads.** uvicorn waits for a request head as long as the peer
+likes and buffers it whatever its size, and it counts a connection only
+once its head has arrived: 20,000 connections that never finish their head
+fill every file descriptor (and a 40 MB header fills memory). The guarded
+protocol counts a connection from its first moment, resets it at once when
+its address (or everyone together) already has too many unfinished heads,
+answers 431 when a head grows past ``max_bytes`` and 408 when it is not
+complete within ``timeout`` seconds, and closes. It runs before anything of
+the app.
 
 **Batched sends.** A streaming run produces frames in bursts: a token stream is hundreds of small
 frames a second per client. Through plain ASGI each frame is one
@@ -52,9 +65,11 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.supervisors import multiprocess
@@ -67,6 +82,167 @@ log = logging.getLogger("legalstream.server")
 #: What ``server.ws_impl`` names, when it is not one of uvicorn's own choices.
 WS_PROTOCOLS = {
     "websockets-sansio": "legalstream.server.uvicorn_ext:BatchingSansIOProtocol",
+}
+#: uvicorn's ``http`` option for the guarded request-head protocol.
+HTTP_PROTOCOL = "legalstream.server.uvicorn_ext:GuardedHttpProtocol"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """Limits on request heads (``server.request_head_*`` settings)."""
+
+    #: Seconds from a connection (or a keep-alive request's first byte) to its complete head.
+    timeout: float = 10.0
+    #: Bytes of request line and headers.
+    max_bytes: int = 64 * 1024
+    #: Connections whose head is not complete yet, per client address.
+    max_unfinished_per_ip: int = 256
+    #: ... and in total.
+    max_unfinished: int = 4096
+
+
+class _Unfinished:
+    """The unfinished request heads of one server (all its connections)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+
+    def add(self, ip: str) -> None:
+        self.total += 1
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+
+    def remove(self, ip: str) -> None:
+        self.total -= 1
+        left = self.per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
+
+class _HeadTooLarge(Exception):
+    """A request head grew past its limit (raised inside the parser's callbacks)."""
+
+
+#: Raw bytes a head may take before it is refused even if the parser has not
+#: reported them yet (one huge header line is buffered inside httptools), on
+#: top of ``max_bytes``: room for a body that came in the same read.
+_RAW_SLACK = 256 * 1024
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with request-head limits (see the module docstring)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._limits: HeadLimits = getattr(self.config, "head_limits", None) or HeadLimits()
+        unfinished = getattr(self.server_state, "legalstream_unfinished", None)
+        if unfinished is None:
+            unfinished = self.server_state.legalstream_unfinished = _Unfinished()  # type: ignore[attr-defined]
+        self._unfinished: _Unfinished = unfinished
+        self._ip = self.client[0] if self.client else "unknown"
+        self._in_head = False
+        self._too_large = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        limits = self._limits
+        if (
+            unfinished.total >= limits.max_unfinished
+            or unfinished.per_ip.get(self._ip, 0) >= limits.max_unfinished_per_ip
+        ):
+            # A flood's worth of these arrive at once: the cheapest refusal is a
+            # reset, with no response to write and no buffer to flush.
+            self.parser = None  # type: ignore[assignment]
+            transport.abort()
+            return
+        self._begin_head()
+
+    def _begin_head(self) -> None:
+        self._in_head = True
+        self._too_large = False
+        self._head_bytes = 0
+        self._raw_bytes = 0
+        self._unfinished.add(self._ip)
+        self._head_timer = self.loop.call_later(self._limits.timeout, self._head_expired)
+
+    def _end_head(self) -> None:
+        if self._in_head:
+            self._in_head = False
+            self._unfinished.remove(self._ip)
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._in_head:
+            self._refuse(408, "request head not received in time")
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._end_head()
+        body = message.encode()
+        self.transport.write(
+            STATUS_LINES[status]
+            + b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            + b"content-length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+        self.parser = None  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser is None:  # refused: whatever else arrives is dropped
+            return
+        if not self._in_head and self.cycle is not None and self.cycle.response_complete:
+            self._begin_head()  # the first bytes of the next keep-alive request
+        if self._in_head:
+            self._raw_bytes += len(data)
+            if self._raw_bytes > self._limits.max_bytes + _RAW_SLACK:
+                self._too_large = True
+                self.send_400_response("request head too large")
+                return
+        super().data_received(data)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, nbytes: int) -> None:
+        self._head_bytes += nbytes
+        if self._head_bytes > self._limits.max_bytes:
+            # Raised inside the parser's callback: uvicorn turns parser errors
+            # into send_400_response, which answers 431 for this one.
+            self._too_large = True
+            raise _HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse(431, "request head too large")
+        else:
+            self._end_head()
+            super().send_400_response(msg)
+
+    def on_headers_complete(self) -> None:
+        self._end_head()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_head()
+        super().connection_lost(exc)
+
+
+STATUS_LINES = {
+    status: f"HTTP/1.1 {status} {phrase}\r\n".encode()
+    for status, phrase in (
+        (408, "Request Timeout"),
+        (431, "Request Header Fields Too Large"),
+    )
 }
 
 #: ASGI message type (and ``scope["extensions"]`` key) of a batch of text frames.
