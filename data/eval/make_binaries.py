@@ -83,6 +83,20 @@ def make_docx(paras: list[tuple[str, str]], dest: Path) -> None:
         else:
             document.add_paragraph(text, style="Normal")
     document.save(str(dest))
+    _fix_zip_times(dest)
+
+
+def _fix_zip_times(path: Path) -> None:
+    """Rewrite a .docx (a zip) with fixed entry times, so a rebuild is byte-identical."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        entries = [(info.filename, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=STAMP.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(info, data)
 
 
 def make_pdf(paras: list[tuple[str, str]], header: str, dest: Path) -> None:
