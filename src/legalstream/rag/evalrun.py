@@ -76,6 +76,18 @@ class SetReport:
     legacy: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
+def eval_settings(rag: RagSettings, data_dir: Path) -> RagSettings:
+    """``rag`` on a store under ``data_dir`` only: never a Qdrant server's collections."""
+    return rag.model_copy(
+        update={
+            "data_dir": data_dir,
+            "qdrant_path": None,
+            "qdrant_url": None,
+            "qdrant_api_key": None,
+        }
+    )
+
+
 def case_for(evalset: EvalSet, q: Question, setting: str) -> int:
     return evalset.within_doc_case(q.doc_id) if setting == "within" else q.case_id
 
@@ -109,7 +121,7 @@ def run_set(
 ) -> SetReport:
     """Ingest ``evalset`` into a temp dir, search, score; the temp dir is removed after."""
     with tempfile.TemporaryDirectory(prefix=f"legalstream-eval-{evalset.name}-") as tmp:
-        settings = rag.model_copy(update={"data_dir": Path(tmp), "qdrant_path": None})
+        settings = eval_settings(rag, Path(tmp))
         engine = RetrievalEngine.from_settings(settings)
         try:
             t0 = time.perf_counter()
@@ -133,14 +145,15 @@ def run_set(
         finally:
             engine.close()
         # The store is closed, so the second process owns it alone.
-        third = replay_in_subprocess(Path(tmp), evalset, modes) if second_process else None
+        third = replay_in_subprocess(settings, evalset, modes) if second_process else None
 
     per_question: dict[Key, dict[int, SpanScores]] = {}
     grouped: dict[str, dict[str, list[dict[int, SpanScores]]]] = {
         g: {m: [] for m in modes} for g in GROUPS
     }
+    by_id = {q.id: q for q in evalset.questions}
     for (setting, mode, qid), searched in first.items():
-        q = next(x for x in evalset.questions if x.id == qid)
+        q = by_id[qid]
         spans = gold[setting].get(qid) or []
         if not spans:
             continue  # reported in problems
@@ -184,11 +197,11 @@ def run_set(
 
 
 def replay_in_subprocess(
-    data_dir: Path, evalset: EvalSet, modes: Sequence[str]
+    settings: RagSettings, evalset: EvalSet, modes: Sequence[str]
 ) -> dict[Key, list[str]] | None:
-    """Every search of the set again, in a fresh interpreter on the same store.
+    """Every search of the set again, in a fresh interpreter on the same (closed) store.
 
-    Returns None (and says why on stderr) when the second process fails.
+    Returns None, and says why on stderr, when the second process fails or times out.
     """
     jobs = [
         {
@@ -201,31 +214,36 @@ def replay_in_subprocess(
         for mode in modes
         for q in evalset.questions
     ]
+    data_dir = Path(settings.data_dir)
     spec = data_dir / "replay-in.json"
     out = data_dir / "replay-out.json"
-    spec.write_text(json.dumps({"data_dir": str(data_dir), "k": max(KS), "jobs": jobs}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "legalstream.rag.evalrun", str(spec), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=REPLAY_TIMEOUT_S,
-        check=False,
+    spec.write_text(
+        json.dumps({"rag": settings.model_dump(mode="json"), "k": max(KS), "jobs": jobs})
     )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "legalstream.rag.evalrun", str(spec), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=REPLAY_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"second process timed out after {REPLAY_TIMEOUT_S:.0f} s", file=sys.stderr)
+        return None
     if proc.returncode != 0:
         print(f"second process failed ({proc.returncode}): {proc.stderr[-2000:]}", file=sys.stderr)
         return None
     rows = json.loads(out.read_text())
-    return {tuple(r["key"]): r["chunk_ids"] for r in rows}  # type: ignore[misc]
+    return {(r["key"][0], r["key"][1], r["key"][2]): r["chunk_ids"] for r in rows}
 
 
 def replay_main(argv: Sequence[str]) -> int:
     """``python -m legalstream.rag.evalrun IN OUT``: run IN's searches, write chunk ids to OUT."""
-    from legalstream.settings import Settings
+    from legalstream.settings import RagSettings
 
     spec: dict[str, Any] = json.loads(Path(argv[0]).read_text())
-    rag = Settings().rag.model_copy(
-        update={"data_dir": Path(spec["data_dir"]), "qdrant_path": None}
-    )
+    rag = RagSettings.model_validate(spec["rag"])
     engine = RetrievalEngine.from_settings(rag)
     try:
         rows = [
