@@ -5,8 +5,9 @@ Multi-worker tests start this once per worker::
     LEGALSTREAM_BUS__BACKEND=redis python tests/scripted_app.py --port 8001
 
 Settings come from the environment like ``legalstream serve``. A query whose
-text contains "slow" takes ~2 s (long enough to disconnect and resume); any
-other query finishes in milliseconds.
+text contains "slow" takes ~2 s (long enough to disconnect and resume);
+"endless" runs for minutes (long enough to kill its worker); any other query
+finishes in milliseconds.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from support import ScriptedRunner
 
 
 class PacedRunner:
-    """ScriptedRunner per run; "slow" in the query paces it at 0.25 s per step."""
+    """ScriptedRunner per run, paced by words of the query (see the module docstring)."""
 
     def run(self, request: RunRequest, emit: Any, cancelled: threading.Event) -> RunOutcome:
+        if "endless" in request.query:
+            return ScriptedRunner(steps=2000, delay=0.05).run(request, emit, cancelled)
         delay = 0.25 if "slow" in request.query else 0.001
         return ScriptedRunner(steps=2, delay=delay).run(request, emit, cancelled)
 

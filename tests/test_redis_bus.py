@@ -31,6 +31,7 @@ from legalstream.bus.base import (
 from legalstream.bus.redis import open_redis_bus
 from legalstream.events import Event, EventType
 from legalstream.runs import RunManager
+from legalstream.runs.leases import worker_lost_event
 from legalstream.settings import BusSettings, RunSettings
 from redis_fixture import RedisServer
 from support import ScriptedRunner, free_port
@@ -633,20 +634,42 @@ async def test_resume_grace_across_workers(workers):
         assert run2.status == "cancelled"
 
 
-async def test_subscription_of_dead_owner_ends(workers):
-    a, b = await workers(2, heartbeat_seconds=0.2)
+async def test_a_dead_owner_s_run_is_ended_exactly_once_by_the_survivors(workers):
+    a, b, c = await workers(3, heartbeat_seconds=0.2)
     run_id = uuid.uuid4().hex
-    await a.records.save(
-        RunRecord(
-            run_id=run_id, query="q", case_id=1, user="u", status="running", started_at=time.time()
-        )
+    topic = run_topic(run_id)
+    record = run_record(run_id)
+    await a.hub.open_run(topic, [ev(1, run_id), ev(2, run_id)], record)
+    await a.hub.publish_many(topic, [ev(3, run_id)])
+    rec = Recorder()
+    b.hub.follow(topic, rec, after_seq=0)
+    # While A is alive, nobody may end its run.
+    assert await b.leases.orphans() == []
+    assert await b.leases.finalize(record, worker_lost_event(record)) == 0
+    crash(a)  # A dies mid-run: its heartbeats stop, no final event will come from it
+    with anyio.fail_after(5):
+        while a.worker in await b.presence.live_workers():
+            await anyio.sleep(0.05)
+    (orphan,) = await b.leases.orphans()
+    assert orphan.run_id == run_id
+    # Two survivors race to end it: exactly one does.
+    seqs = await asyncio.gather(
+        b.leases.finalize(orphan, worker_lost_event(orphan)),
+        c.leases.finalize(orphan, worker_lost_event(orphan)),
     )
-    await a.hub.publish(run_topic(run_id), ev(1, run_id))
-    sub = b.hub.subscribe(run_topic(run_id), after_seq=0)
-    assert [e.seq for e in await take(sub, 1)] == [1]
-    crash(a)  # A crashes mid-run: no end marker will ever come
-    with pytest.raises(BusUnavailable, match="gone"):
-        await drain(sub, within=15)
+    assert sorted(seqs) == [0, 4]
+    with anyio.fail_after(5):
+        await rec.ended.wait()
+    assert [e.seq for e in rec.events] == [1, 2, 3, 4] and rec.ends == [None]
+    final_event = rec.events[-1]
+    assert final_event.type is EventType.AGENT_EXECUTION_ERROR and final_event.code == "worker_lost"
+    history = await c.hub.history(topic)
+    assert history.closed and [e.seq for e in history.events] == [1, 2, 3, 4]
+    assert sum(e.is_final for e in history.events) == 1
+    saved = await c.records.get(run_id)
+    assert saved is not None and (saved.status, saved.event_count) == ("error", 4)
+    assert saved.final is not None and saved.final["seq"] == 4
+    assert await b.leases.orphans() == []
 
 
 # -- a failing Redis -----------------------------------------------------------

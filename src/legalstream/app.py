@@ -35,6 +35,7 @@ from legalstream.bus.base import BROADCAST, BusUnavailable
 from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
 from legalstream.runs.ids import RunIds, deployment_secret
+from legalstream.runs.leases import LeaseKeeper
 from legalstream.server import rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
@@ -99,6 +100,8 @@ def create_app(
                 svc.runs.bind(tg)
                 tg.start_soon(_broadcast_relay, svc)
                 tg.start_soon(_reaper, svc)
+                leases = LeaseKeeper(svc.bus.leases, period=settings.bus.heartbeat_seconds)
+                tg.start_soon(leases.run)
                 if load_engine:
                     await anyio.to_thread.run_sync(_load_engine, svc)
                     # Import CrewAI and build the agent now, not on the first query.

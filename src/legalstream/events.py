@@ -108,6 +108,7 @@ class ErrorCode(StrEnum):
     RETRIEVAL_FAILED = "retrieval_failed"
     RUN_NOT_FINISHED = "run_not_finished"
     HISTORY_LOST = "history_lost"
+    WORKER_LOST = "worker_lost"
     INTERNAL = "internal_error"
 
 

@@ -21,6 +21,7 @@ def open_bus(settings: BusSettings, *, worker: str) -> Bus:
         return open_redis_bus(settings, worker=worker)
     from legalstream.bus.memory import (
         LocalControl,
+        LocalLeases,
         LocalPresence,
         MemoryRunRecords,
         MemoryTransport,
@@ -38,6 +39,7 @@ def open_bus(settings: BusSettings, *, worker: str) -> Bus:
         records=records,
         presence=LocalPresence(worker),
         control=LocalControl(),
+        leases=LocalLeases(),
         worker=worker,
         parts=(hub,),
     )

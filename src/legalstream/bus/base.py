@@ -18,7 +18,8 @@ implementation (``bus/memory.py``, ``bus/redis/``):
   resume);
 * :class:`Presence`: which connections are open on which worker;
 * :class:`Control`: messages about a run to the worker that owns it (attach,
-  detach, cancel).
+  detach, cancel);
+* :class:`Leases`: runs whose worker died, found and ended by a survivor.
 
 :class:`Bus` bundles the four; ``legalstream.bus.open_bus`` builds one from
 settings.
@@ -246,6 +247,20 @@ class Control(Protocol):
     async def close(self) -> None: ...
 
 
+class Leases(Protocol):
+    """Runs whose owning worker stopped heartbeating, and their end (runs/leases.py)."""
+
+    async def orphans(self) -> list[RunRecord]:
+        """Runs still "running" whose owner is not alive (another worker's, never ours)."""
+        ...
+
+    async def finalize(self, record: RunRecord, final: Event) -> int:
+        """Append ``final`` (its seq is filled in) and end the run, unless its owner
+        came back or it already ended. Exactly once across workers: returns the
+        final event's seq, or 0 when there was nothing to do."""
+        ...
+
+
 class Lifecycle(Protocol):
     async def start(self) -> None: ...
 
@@ -254,12 +269,13 @@ class Lifecycle(Protocol):
 
 @dataclass(slots=True, eq=False)
 class Bus:
-    """The hub over a transport, the run records, presence and control of one app."""
+    """The hub over a transport, the run records, presence, control and leases of one app."""
 
     hub: Hub
     records: RunRecords
     presence: Presence
     control: Control
+    leases: Leases
     #: Name of this process to the others (in run records, heartbeats, control).
     worker: str
     #: What must be started, in order (closed in reverse): connections, listeners,

@@ -3,8 +3,8 @@
 One module per concept: ``keys`` (the layout in Redis), ``scripts`` (Lua and
 their shared pipeline), ``connection`` (clients, tasks, errors), ``streams``
 (the transport: run streams and broadcast channels), ``records``,
-``presence``, ``control``, and ``pubsub`` (the listener that channels and
-control share).
+``presence``, ``control``, ``leases`` (runs whose worker died), and
+``pubsub`` (the listener that channels and control share).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from legalstream.bus.hub import Hub
 from legalstream.bus.redis.connection import RedisConnections
 from legalstream.bus.redis.control import RedisControl
 from legalstream.bus.redis.keys import Keys
+from legalstream.bus.redis.leases import RedisLeases
 from legalstream.bus.redis.presence import RedisPresence
 from legalstream.bus.redis.pubsub import PubSubListener
 from legalstream.bus.redis.records import RedisRunRecords
@@ -38,11 +39,13 @@ def open_redis_bus(settings: BusSettings, *, worker: str) -> Bus:
         conn, keys, worker=worker, heartbeat_seconds=settings.heartbeat_seconds
     )
     control = RedisControl(conn, keys, pubsub, worker=worker)
+    leases = RedisLeases(conn, keys, scripts, records, settings, worker=worker)
     return Bus(
         hub=hub,
         records=records,
         presence=presence,
         control=control,
+        leases=leases,
         worker=worker,
         parts=(conn, pubsub, hub, presence, control),
     )

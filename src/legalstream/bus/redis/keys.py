@@ -7,6 +7,7 @@
     P:record:<run_id>       String: the RunRecord as JSON (+ owner worker), TTL.
     P:runs                  ZSET run_id by started_at (trimmed to history_runs).
     P:runs:case:<case>      ZSET per case, same.
+    P:running               ZSET run_id by started_at: runs not ended (leases).
     P:worker:<worker>       String: the worker's connection snapshot, TTL 3x heartbeat.
     P:workers               ZSET worker -> expiry (an index; the key's TTL decides).
     P:wake:<worker>         Stream used only to wake this worker's blocked XREAD.
@@ -32,6 +33,7 @@ class Keys:
         self.prefix = prefix
         self.workers = f"{prefix}:workers"
         self.control = f"{prefix}:control"
+        self.running = f"{prefix}:running"
 
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:{topic}"

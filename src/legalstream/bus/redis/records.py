@@ -56,6 +56,7 @@ class RedisRunRecords:
             self._keys.record(record.run_id),
             self._keys.index(),
             self._keys.index(record.case_id),
+            self._keys.running,
         ]
         args: list[Any] = [
             self.encode(record),
@@ -64,6 +65,7 @@ class RedisRunRecords:
             repr(record.started_at),
             max(1, self._settings.history_runs),
             repr(time.time() - ttl),
+            "1" if record.status == "running" else "0",
         ]
         return keys, args
 

@@ -30,9 +30,11 @@ end
 return (#ARGV - 2) / 2
 """
 
-#: Lua: save a run record and its two indexes (all runs, the run's case).
-#: KEYS[k] the record, KEYS[k+1..k+2] the indexes; ARGV[a..a+5] record JSON,
-#: ttl, run id, started_at, runs kept per index, cutoff time.
+#: Lua: save a run record, its two indexes (all runs, the run's case) and
+#: its place in the index of running runs (bus/redis/leases.py).
+#: KEYS[k] the record, KEYS[k+1..k+2] the indexes, KEYS[k+3] the running
+#: index; ARGV[a..a+6] record JSON, ttl, run id, started_at, runs kept per
+#: index, cutoff time, "1" while the run is running.
 _SAVE_RECORD = """
 local function save_record(k, a)
   redis.call('SET', KEYS[k], ARGV[a], 'EX', ARGV[a + 1])
@@ -41,6 +43,12 @@ local function save_record(k, a)
     redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[a + 4]) + 1))
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[a + 5])
     redis.call('EXPIRE', KEYS[i], ARGV[a + 1])
+  end
+  if ARGV[a + 6] == '1' then
+    redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], ARGV[a + 2])
+    redis.call('EXPIRE', KEYS[k + 3], ARGV[a + 1])
+  else
+    redis.call('ZREM', KEYS[k + 3], ARGV[a + 2])
   end
 end
 """
@@ -59,7 +67,7 @@ return 1
 #: the stream), then (entry id, encoded event) pairs.
 _STORE_BATCH = """
 local maxlen = ARGV[1]
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'e', ARGV[i + 1])
 end
 """
@@ -88,6 +96,51 @@ return 1
 )
 
 
+#: A run whose worker is gone gets its final event, once, whoever races to do it.
+#: KEYS the stream, the record, the running index, the owner's heartbeat key;
+#: ARGV the owner, the final event's JSON and the final record's JSON (both
+#: with ``"seq":-1`` / ``"event_count":-1`` for the seq this script finds),
+#: ttl, maxlen, run id. Returns the final event's seq, or 0 when there was
+#: nothing to do (the owner is alive, or the run already ended).
+FINALIZE_ORPHAN = """
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return 0
+end
+local raw = redis.call('GET', KEYS[2])
+if not raw then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  return 0
+end
+local record = cjson.decode(raw)
+if record['status'] ~= 'running' or record['worker'] ~= ARGV[1] then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  return 0
+end
+local last = 0
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #tail > 0 then
+  local fields = tail[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'end' then
+      redis.call('ZREM', KEYS[3], ARGV[6])
+      return 0
+    end
+  end
+  last = tonumber(string.match(tail[1][1], '^(%d+)'))
+end
+local seq = last + 1
+local event = string.gsub(ARGV[2], '"seq":%-1', '"seq":' .. seq, 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], seq .. '-0', 'e', event)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'end', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local final = string.gsub(ARGV[3], '"seq":%-1', '"seq":' .. seq)
+final = string.gsub(final, '"event_count":%-1', '"event_count":' .. seq, 1)
+redis.call('SET', KEYS[2], final, 'EX', ARGV[4])
+redis.call('ZREM', KEYS[3], ARGV[6])
+return seq
+"""
+
+
 class Scripts:
     """The registered scripts, called through one :class:`ScriptBatch`."""
 
@@ -100,6 +153,7 @@ class Scripts:
         self.save_run: Any = None
         self.open_run: Any = None
         self.finish_run: Any = None
+        self.finalize_orphan: Any = None
 
     def register(self) -> None:
         r = self._commands()
@@ -107,6 +161,7 @@ class Scripts:
         self.save_run = r.register_script(SAVE_RUN)
         self.open_run = r.register_script(OPEN_RUN)
         self.finish_run = r.register_script(FINISH_RUN)
+        self.finalize_orphan = r.register_script(FINALIZE_ORPHAN)
 
     def call(self, script: Any, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
         if script is None:

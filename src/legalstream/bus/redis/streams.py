@@ -13,18 +13,17 @@ adding to this worker's ``wake`` stream (always part of the XREAD).
 Failures: Redis errors become :class:`~legalstream.bus.base.BusUnavailable`
 for callers; when the reader loses Redis, every stream followed here fails
 with it (the session closes with 1013 and its client resumes) and the reader
-retries with backoff. A stream whose owning worker died (no end marker will
-ever come) is failed the same way once the owner's heartbeat is gone.
+retries with backoff. A stream whose owning worker died gets its final event
+from a surviving worker (bus/redis/leases.py, runs/leases.py) and ends as
+any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
-import orjson
 from redis.exceptions import ResponseError
 
 from legalstream.bus.base import (
@@ -60,7 +59,7 @@ BLOCK_MS = 5_000
 
 
 def read_block_ms(settings: BusSettings) -> int:
-    """How long one XREAD blocks: also the period of the dead-owner check."""
+    """How long one XREAD blocks before the reader looks around."""
     return int(min(BLOCK_MS, max(500, 3000 * settings.heartbeat_seconds)))
 
 
@@ -98,8 +97,6 @@ class RedisTransport:
         self._wake_pending = False
         self._changed = asyncio.Event()
         self._down = False
-        #: When the reader last got entries of a stream (the dead-owner check).
-        self._activity: dict[str, float] = {}
         self._started = False
         pubsub.on(keys.channel(BROADCAST), self._on_channel)
 
@@ -258,7 +255,6 @@ class RedisTransport:
         reader = self._conn.reader
         backoff = BACKOFF_MIN
         wake_cursor = "0-0"
-        last_owner_check = time.monotonic()
         while True:
             try:
                 if self._down:
@@ -268,7 +264,6 @@ class RedisTransport:
                 self._changed.clear()
                 wanted = hub.wanted()
                 if not wanted and not hub.following():
-                    self._activity.clear()
                     await self._changed.wait()
                     continue
                 # With followers but nothing to read (their streams are ours and
@@ -285,18 +280,13 @@ class RedisTransport:
                     self._in_xread = False
                     self._reading = {}
                 backoff = BACKOFF_MIN
-                now = time.monotonic()
                 for key, entries in _stream_items(reply):
                     if key == self._wake_key:
                         if entries:
                             wake_cursor = format_id(parse_id(entries[-1][0]))
                         continue
                     topic = self._keys.topic_of(key)
-                    self._activity[topic] = now
                     self._dispatch(topic, wanted[topic], entries)
-                if now - last_owner_check > self.block_ms / 1000:
-                    last_owner_check = now
-                    await self._check_owners(wanted)
             except asyncio.CancelledError:
                 raise
             except REDIS_ERRORS as exc:
@@ -329,31 +319,6 @@ class RedisTransport:
             hub.deliver(topic, events, after_seq=after_seq)
         if ended:
             hub.ended(topic, events[-1].seq if events else after_seq)  # type: ignore[arg-type]
-
-    async def _check_owners(self, wanted: dict[str, int]) -> None:
-        """Fail streams whose owning worker died (no end marker will ever come)."""
-        idle = 3 * self._settings.heartbeat_seconds
-        now = time.monotonic()
-        for topic in list(self._activity):
-            if topic not in wanted:
-                del self._activity[topic]
-        stale = [t for t in wanted if now - self._activity.setdefault(t, now) > idle]
-        if not stale:
-            return
-        r = self._conn.commands
-        records = await r.mget([self._keys.record(t.removeprefix("run:")) for t in stale])
-        for topic, raw in zip(stale, records, strict=True):
-            if raw is None:
-                continue
-            data = orjson.loads(raw)
-            owner = data.get("worker")
-            if data.get("status") != "running" or not owner or owner == self.worker:
-                continue
-            if not await r.exists(self._keys.worker(owner)):
-                log.warning(
-                    "worker %s running %s is gone; ending its followers", owner, data["run_id"]
-                )
-                self._hub().fail(topic, BusUnavailable(f"worker {owner} running this run is gone"))
 
 
 def _stream_items(reply: Any) -> list[tuple[bytes, list[Any]]]:
