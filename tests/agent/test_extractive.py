@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legalstream.agent.llm import extractive_answer
+from legalstream.agent.extractive import extractive_answer
 
 
 def test_plain_word_finds_the_term_a_definition_gives_it():
