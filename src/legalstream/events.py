@@ -289,7 +289,7 @@ def _opt_int(value: Any) -> int | None:
 
 def _opt_float(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return value  # an int stays an int: it is shown as it came
     return None
 
 
