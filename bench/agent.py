@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from legalstream.agent.api import RunRequest  # noqa: E402
+from legalstream.events import FINAL_TYPES, EventType  # noqa: E402
 from legalstream.settings import Settings  # noqa: E402
 
 QUESTIONS = [
@@ -244,12 +245,12 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
                 frame = orjson.loads(await ws.recv())
                 now = (time.perf_counter() - t0) * 1000
                 kind = frame["type"]
-                if kind == "query_received":
+                if kind == EventType.QUERY_RECEIVED:
                     marks["query_received_ms"] = now
-                elif kind not in ("agent_execution_start",) and "first_event_ms" not in marks:
+                elif kind != EventType.AGENT_EXECUTION_START and "first_event_ms" not in marks:
                     marks["first_event_ms"] = now
-                if kind in ("agent_execution_complete", "agent_execution_error"):
-                    if kind != "agent_execution_complete":
+                if kind in FINAL_TYPES:
+                    if kind != EventType.AGENT_EXECUTION_COMPLETE:
                         raise RuntimeError(frame.get("error"))
                     marks["answer_ms"] = now
                     return marks

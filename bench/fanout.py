@@ -72,6 +72,8 @@ if str(ROOT / "src") not in sys.path:
     # checkout's src/, for A/B runs) must import that checkout's legalstream.
     sys.path.append(str(ROOT / "src"))
 
+from legalstream.events import FINAL_TYPES, EventType  # noqa: E402
+
 AGENT = "Legal Question Answering Agent"
 #: Worker threads of the servers that make frames in threads (legalstream's
 #: runs.max_concurrent, and starlette-thread's pool): as many as the machine
@@ -459,7 +461,8 @@ def _query(events: int) -> str:
 class _Tally:
     """What the clients received: counts, latencies, and the run's end."""
 
-    FINAL = ("agent_execution_complete", "agent_execution_error", "error")
+    #: A run's final frames, and an error frame (a refused query): either ends the wait.
+    FINAL = frozenset({*(t.value for t in FINAL_TYPES), EventType.ERROR.value})
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
@@ -472,7 +475,7 @@ class _Tally:
         if frame["type"] == "llm_stream_chunk":
             self.latencies.append(arrived - frame["timestamp"])
         if frame["type"] in self.FINAL:
-            if frame["type"] != "agent_execution_complete":
+            if frame["type"] != EventType.AGENT_EXECUTION_COMPLETE:
                 raise RuntimeError(f"bench run failed: {frame}")
             return True
         return False
@@ -567,14 +570,15 @@ async def resume_cost(port: int, events: int) -> float:
         await ws.send(orjson.dumps({"query": f"bench {events}", "case_id": 1}).decode())
         while True:
             frame = orjson.loads(await ws.recv())
-            if frame["type"] == "agent_execution_complete":
+            if frame["type"] == EventType.AGENT_EXECUTION_COMPLETE:
                 run_id = frame["run_id"]
                 break
+    complete = EventType.AGENT_EXECUTION_COMPLETE.value  # looked up once, not per frame
     async with connect(url, max_size=None) as ws:
         await ws.recv()
         start = time.perf_counter()
         await ws.send(orjson.dumps({"type": "resume", "run_id": run_id, "after_seq": 0}).decode())
-        while orjson.loads(await ws.recv())["type"] != "agent_execution_complete":
+        while orjson.loads(await ws.recv())["type"] != complete:
             pass
         return time.perf_counter() - start
 

@@ -1,20 +1,26 @@
 from __future__ import annotations
 
-import os
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
-os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+# CrewAI's environment, from the module that owns it, before anything imports crewai:
+# telemetry off, and its storage (importing crewai creates it) in a temp dir.
+_CREWAI_STORAGE = tempfile.mkdtemp(prefix="legalstream-tests-crewai-")
+atexit.register(shutil.rmtree, _CREWAI_STORAGE, ignore_errors=True)
+from legalstream.agent import env as crewai_env  # noqa: E402
 
-from legalstream.app import create_app
-from legalstream.settings import Settings
-from support import ScriptedRunner, live_server
+crewai_env.configure(storage_dir=_CREWAI_STORAGE)
+
+from legalstream.app import create_app  # noqa: E402
+from legalstream.settings import Settings  # noqa: E402
+from support import ScriptedRunner, live_server  # noqa: E402
 
 
 @pytest.fixture

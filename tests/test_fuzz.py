@@ -2,10 +2,17 @@
 REST endpoints, while a canary client keeps streaming.
 
 The server must never crash, answer every input with the documented outcome
-(an ``error`` frame with a documented code, a close code, or an HTTP 4xx),
-keep other clients streaming, and end with zero connections, runs and extra
-tasks. The figures of the last run are written to ``.data/security-fuzz.json``
-(override with ``LEGALSTREAM_FUZZ_FIGURES``) and copied into docs/security.md.
+(an ``error`` frame with a code of docs/protocol.md's "Bad input" table, a
+close code of its "Closing codes" table, or an HTTP 4xx), keep other clients
+streaming, and end with zero connections, runs and extra tasks. The expected
+frame types and codes are read from docs/protocol.md, not from the code under
+test, so a code the server sends and the documentation does not list fails.
+
+The battery runs once, in order, in the module fixture ``battery`` (its own
+server and canary); each test below reports one part of it, so any one test
+run alone, or in any order, runs the whole battery first. The figures are
+written to a temp dir, or to ``LEGALSTREAM_FUZZ_FIGURES`` when set (the table
+in docs/security.md is made from them).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +40,19 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect as sync_connect
 
 from legalstream.app import create_app
-from legalstream.events import ErrorCode, EventType
 from legalstream.settings import Settings
 from support import ScriptedRunner, live_server
 from test_hardening import RawWS
+from test_wire_vocabulary import (
+    documented_close_codes,
+    documented_error_codes,
+    documented_event_types,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-FIGURES = Path(os.environ.get("LEGALSTREAM_FUZZ_FIGURES", REPO / ".data" / "security-fuzz.json"))
-TYPES = {t.value for t in EventType}
-CODES = {c.value for c in ErrorCode}
+#: What docs/protocol.md documents: the frame types, the codes of error frames, close codes.
+TYPES = documented_event_types()
+CODES = documented_error_codes()
+CLOSE_CODES = documented_close_codes()
 FINAL = {"agent_execution_complete", "agent_execution_error"}
 SENTINEL = "fuzz-sentinel"
 
@@ -55,9 +68,16 @@ def record(category: str, outcome: str, ok: bool, n: int = 1) -> None:
     entry["outcomes"][outcome] += n
 
 
-def _write_figures(figures: dict[str, Any]) -> None:
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    FIGURES.write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+def _write_figures(path: Path, figures: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+
+
+def documented_close(codes: set[int | None]) -> set[int | None]:
+    """``codes``, after checking that each (but None: no close) is in the close-code table."""
+    undocumented = {c for c in codes if c is not None} - CLOSE_CODES
+    assert not undocumented, f"close codes {undocumented} are not in docs/protocol.md"
+    return codes
 
 
 def with_probe(app: Any) -> Any:
@@ -111,8 +131,25 @@ class Canary(threading.Thread):
                 time.sleep(0.1)
 
 
+@dataclass
+class Battery:
+    """The battery's server, what each part raised, and what the end state was."""
+
+    srv: Any
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    leak: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    figures_path: Path | None = None
+
+    def check(self, part: str) -> None:
+        """Re-raise what ``part`` raised (its traceback and hypothesis notes intact)."""
+        if part in self.failed:
+            raise self.failed[part]
+
+
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory):
+def battery(tmp_path_factory):
+    """Start a server and the canary, run every part in order, then check the end state."""
     tmp = tmp_path_factory.mktemp("fuzz")
     s = Settings(
         rag={"data_dir": tmp / "data", "ingest_sample_on_start": False},
@@ -121,6 +158,9 @@ def fuzz_server(tmp_path_factory):
     s.server.max_runs_per_connection = 4
     runner = ScriptedRunner(steps=1, delay=0.0005, chunks=3)
     app = create_app(s, runner_factory=lambda svc: runner)
+    figures_env = os.environ.get("LEGALSTREAM_FUZZ_FIGURES")
+    figures_path = Path(figures_env) if figures_env else tmp / "security-fuzz.json"
+    FIG.clear()
     with live_server(with_probe(app), s) as srv:
         srv.app = app
         srv.baseline_tasks = httpx.get(srv.http + "/_probe").json()["tasks"]
@@ -128,9 +168,19 @@ def fuzz_server(tmp_path_factory):
         canary.start()
         srv.canary = canary
         srv.t0 = time.monotonic()
-        yield srv
-        canary.stop.set()
-        canary.join(timeout=30)
+        result = Battery(srv, figures_path=figures_path)
+        try:
+            for name, part in PARTS:
+                try:
+                    part(srv)
+                except Exception as exc:  # reported by the part's own test
+                    result.failed[name] = exc
+        finally:
+            canary.stop.set()
+            canary.join(timeout=30)
+        result.leak, result.figures = end_state(srv)
+        _write_figures(figures_path, result.figures)
+        yield result
 
 
 # -- checking frames -------------------------------------------------------------
@@ -221,8 +271,8 @@ message = st.one_of(
 )
 
 
-def test_property_any_message_gets_a_documented_answer(fuzz_server):
-    ws = sync_connect(fuzz_server.ws, open_timeout=10, max_size=None, legacy=True)
+def part_property(srv) -> None:
+    ws = sync_connect(srv.ws, open_timeout=10, max_size=None, legacy=True)
     json.loads(ws.recv(timeout=10))
     state = {"ws": ws}
 
@@ -251,8 +301,8 @@ def test_property_any_message_gets_a_documented_answer(fuzz_server):
 # -- 2. big and deep inputs ------------------------------------------------------------
 
 
-def test_big_deep_and_odd_inputs(fuzz_server):
-    ws = sync_connect(fuzz_server.ws, open_timeout=10, max_size=None, legacy=True)
+def part_big_deep_and_odd(srv) -> None:
+    ws = sync_connect(srv.ws, open_timeout=10, max_size=None, legacy=True)
     json.loads(ws.recv(timeout=10))
     cases: list[tuple[str, str | bytes, set[str]]] = [
         ("nested arrays 30k deep", "[" * 30_000 + "]" * 30_000, {"error:invalid_json"}),
@@ -301,12 +351,14 @@ def test_big_deep_and_odd_inputs(fuzz_server):
         ),
         ("binary 60 KiB", os.urandom(60_000), {"error:binary_not_supported"}),
     ]
-    for name, payload, expected in cases:
-        outcomes = exchange(ws, payload)
-        ok = outcomes[0] in expected
-        record(f"big/deep/odd: {name}", outcomes[0], ok)
-        assert ok, (name, outcomes)
-    ws.close()
+    try:
+        for name, payload, expected in cases:
+            outcomes = exchange(ws, payload)
+            ok = outcomes[0] in expected
+            record(f"big/deep/odd: {name}", outcomes[0], ok)
+            assert ok, (name, outcomes)
+    finally:
+        ws.close()
 
 
 # -- 3. raw frames: what a WebSocket library would not send ---------------------------------
@@ -320,6 +372,7 @@ def _raw(srv) -> RawWS:
 
 
 def _expect_close(srv, name: str, data: bytes, codes: set[int | None]) -> None:
+    documented_close(codes)
     raw = _raw(srv)
     t0 = time.monotonic()
     raw.send(data)
@@ -331,8 +384,7 @@ def _expect_close(srv, name: str, data: bytes, codes: set[int | None]) -> None:
     assert code in codes, (name, code)
 
 
-def test_raw_frame_battery(fuzz_server):
-    srv = fuzz_server
+def part_raw_frames(srv) -> None:
     F = RawWS.frame
     query = json.dumps({"query": "fragmented", "case_id": 1}).encode()
     for bad in (
@@ -417,7 +469,7 @@ def test_raw_frame_battery(fuzz_server):
         raw.send(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 400))))
         code = raw.close_code()  # None: the server still waits for the rest of a frame
         raw.abort()
-        ok = code in {None, 1000, 1002, 1007, 1009}
+        ok = code in documented_close({None, 1000, 1002, 1007, 1009})
         outcome = f"close {code}" if code else "server waits for the rest of the frame"
         record("raw frames: random bytes after the handshake", outcome, ok)
         assert ok, code
@@ -439,8 +491,7 @@ def _http_raw(srv, data: bytes) -> bytes:
     return out
 
 
-def test_malformed_handshakes(fuzz_server):
-    srv = fuzz_server
+def part_handshakes(srv) -> None:
     base = "GET /ws/query HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     cases = {
@@ -493,10 +544,12 @@ rest_body = st.one_of(
 )
 
 
-def test_rest_endpoints_answer_bad_bodies_with_4xx(fuzz_server):
-    srv = fuzz_server
-    http = httpx.Client(base_url=srv.http, timeout=30)
+def part_rest(srv) -> None:
+    with httpx.Client(base_url=srv.http, timeout=30) as http:
+        _rest_battery(http)
 
+
+def _rest_battery(http: httpx.Client) -> None:
     def check(method: str, path: str, body: bytes | None, label: str) -> None:
         r = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
         # Our endpoints answer errors with {"error", "code"}; the router's own 404/405
@@ -542,7 +595,6 @@ def test_rest_endpoints_answer_bad_bodies_with_4xx(fuzz_server):
         check("GET", f"/runs/{run_id}/events", None, "odd run ids on /runs/{id}/events")
     for path in ("/ws/status", "/cases", "/health", "/ready"):
         check("GET", path, None, "plain GETs")
-    http.close()
 
 
 # -- 5. churn --------------------------------------------------------------------------------
@@ -580,8 +632,11 @@ async def _churn_one(srv, i: int) -> str:
         writer.transport.abort()
 
 
-async def test_thousands_of_connects_and_disconnects(fuzz_server):
-    srv = fuzz_server
+def part_churn(srv) -> None:
+    asyncio.run(_churn(srv))
+
+
+async def _churn(srv) -> None:
     total, width = 5000, 50
     sem = asyncio.Semaphore(width)
     results: Counter[str] = Counter()
@@ -604,39 +659,48 @@ async def test_thousands_of_connects_and_disconnects(fuzz_server):
     FIG["churn: connects and disconnects, 50 at a time"]["seconds"] = round(elapsed, 1)
 
 
-# -- 6. the end: nothing leaked, the canary never noticed, figures written ---------------------
+# -- the parts, in order ----------------------------------------------------------------------
+
+PARTS: list[tuple[str, Callable[[Any], None]]] = [
+    ("property", part_property),
+    ("big/deep/odd", part_big_deep_and_odd),
+    ("raw frames", part_raw_frames),
+    ("handshakes", part_handshakes),
+    ("REST", part_rest),
+    ("churn", part_churn),
+]
 
 
-async def test_zz_no_leaks_and_the_canary_kept_streaming(fuzz_server):
-    srv = fuzz_server
+# -- the end: nothing leaked, the canary never noticed, figures written -------------------------
+
+
+def end_state(srv) -> tuple[str | None, dict[str, Any]]:
+    """``(leak, figures)`` once the canary has stopped: a leak description or None."""
     canary = srv.canary
-    canary.stop.set()
-    await asyncio.to_thread(canary.join, 30)
     svc = srv.app.state.services
     deadline = time.monotonic() + 15
-    async with httpx.AsyncClient(base_url=srv.http) as http:
+    leak: str | None = None
+    with httpx.Client(base_url=srv.http) as http:
         while True:
-            st_ = (await http.get("/ws/status")).json()
-            tasks = (await http.get("/_probe")).json()["tasks"]
+            st_ = http.get("/ws/status").json()
+            tasks = http.get("/_probe").json()["tasks"]
             uv_conns = len(srv.server.server_state.connections)
             clean = st_["active_connections"] == 0 and svc.runs.active == 0 and not svc.sessions
             if clean and tasks <= srv.baseline_tasks and uv_conns <= 1:
                 break
             if time.monotonic() > deadline:
-                raise AssertionError(
+                leak = (
                     f"leak: {st_['active_connections']} connections, {svc.runs.active} runs, "
                     f"{tasks} tasks (baseline {srv.baseline_tasks}), {uv_conns} uvicorn connections"
                 )
-            await asyncio.sleep(0.1)
-    assert srv.thread.is_alive()
-    assert not canary.failures, canary.failures[:5]
-    assert canary.completed > 0
+                break
+            time.sleep(0.1)
     total_inputs = sum(e["inputs"] for e in FIG.values())  # bad inputs; canary runs apart
     total_failures = sum(e["failures"] for e in FIG.values())
     record(
         "canary: a well-behaved client streaming throughout",
         "all runs complete, gapless",
-        True,
+        not canary.failures,
         canary.completed,
     )
     figures = {
@@ -646,13 +710,49 @@ async def test_zz_no_leaks_and_the_canary_kept_streaming(fuzz_server):
         "failures": total_failures,
         "canary_runs": canary.completed,
         "end_state": {
-            "connections": 0,
-            "runs": 0,
+            "connections": 0 if leak is None else "leaked",
+            "runs": 0 if leak is None else "leaked",
             "tasks": f"{tasks} (baseline {srv.baseline_tasks})",
         },
         "categories": {
             name: {**e, "outcomes": dict(e["outcomes"].most_common(6))} for name, e in FIG.items()
         },
     }
-    await asyncio.to_thread(_write_figures, figures)
-    assert total_failures == 0
+    return leak, figures
+
+
+# -- the tests: one per part, and the end state ---------------------------------------------------
+
+
+def test_property_any_message_gets_a_documented_answer(battery):
+    battery.check("property")
+
+
+def test_big_deep_and_odd_inputs(battery):
+    battery.check("big/deep/odd")
+
+
+def test_raw_frame_battery(battery):
+    battery.check("raw frames")
+
+
+def test_malformed_handshakes(battery):
+    battery.check("handshakes")
+
+
+def test_rest_endpoints_answer_bad_bodies_with_4xx(battery):
+    battery.check("REST")
+
+
+def test_thousands_of_connects_and_disconnects(battery):
+    battery.check("churn")
+
+
+def test_no_leaks_and_the_canary_kept_streaming(battery):
+    srv = battery.srv
+    assert battery.leak is None, battery.leak
+    assert srv.thread.is_alive()
+    assert not srv.canary.failures, srv.canary.failures[:5]
+    assert srv.canary.completed > 0
+    assert battery.figures["failures"] == 0, battery.figures["categories"]
+    assert battery.figures_path is not None and battery.figures_path.exists()

@@ -9,7 +9,9 @@ one JSON object that always carries the seed's event structure::
 Run events add ``run_id`` and ``seq`` (gapless per run, starting at 1) and
 every frame sent to a connection carries that connection's ``connection_id``.
 Error frames add a machine-readable ``code``. Fields that do not apply are
-``null`` so that a client can rely on every key being present.
+``null`` so that a client can rely on every key being present. The payloads
+that go into ``input_data`` / ``output_data`` / ``metadata`` are built and
+parsed by the payload classes at the end of this module.
 
 Events are encoded once (``Event.encoded``) and the per-connection
 ``connection_id`` is spliced in front of the shared bytes, so fan-out to many
@@ -28,10 +30,24 @@ import orjson
 __all__ = [
     "FINAL_TYPES",
     "LIFECYCLE_TYPES",
+    "CitationPayload",
     "ErrorCode",
     "Event",
     "EventType",
+    "FinalAnswer",
+    "LLMCallEnd",
+    "LLMCallError",
+    "LLMCallStart",
+    "RagQuery",
+    "RagResult",
+    "RagTiming",
+    "RunFailure",
+    "StreamChunk",
+    "TokenUsage",
+    "ToolResult",
+    "ToolTiming",
     "decode_event",
+    "error_code",
     "error_event",
 ]
 
@@ -246,3 +262,376 @@ def decode_event(data: bytes | str | dict[str, Any]) -> Event:
         code=obj.get("code"),
         _encoded=reuse,
     )
+
+
+# --- payloads ------------------------------------------------------------------------------
+# The ``input_data`` / ``output_data`` / ``metadata`` of run events, built here by the
+# agent (listener, tool) and the run machinery, and read here by the clients and metrics.
+# ``to_payload()`` gives the dict put on the wire; its key order is the wire's.
+# ``from_payload()`` reads one leniently: a missing or mistyped key gives the default,
+# never an exception (a client may read frames of a newer or older server, or of a
+# test producer that sends only part of a payload).
+
+
+def _mapping(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {}
+
+
+def _str(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _opt_float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value  # an int stays an int: it is shown as it came
+    return None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True, slots=True)
+class CitationPayload:
+    """One cited or retrieved passage: ``rag_query_end`` hits and the final ``citations``.
+
+    ``quote`` is the source text ``[char_start:char_end]``; ``marker`` is the ``[n]``
+    the answer uses (absent when the agent did not number its sources).
+    """
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    case_id: int | str | None
+    page: int | None
+    section: str | None
+    char_start: int
+    char_end: int
+    quote: str
+    score: float
+    marker: int | None = None
+
+    @classmethod
+    def of(cls, citation: Any, marker: int | None = None) -> CitationPayload:
+        """From anything with a citation's attributes (``legalstream.rag.citations.Citation``)."""
+        return cls(
+            chunk_id=citation.chunk_id,
+            doc_id=citation.doc_id,
+            title=citation.title,
+            case_id=citation.case_id,
+            page=citation.page,
+            section=citation.section,
+            char_start=citation.char_start,
+            char_end=citation.char_end,
+            quote=citation.quote,
+            score=citation.score,
+            marker=marker,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "case_id": self.case_id,
+            "page": self.page,
+            "section": self.section,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "quote": self.quote,
+            "score": self.score,
+        }
+        if self.marker is not None:
+            data["marker"] = self.marker
+        return data
+
+    @classmethod
+    def from_payload(cls, data: Any) -> CitationPayload:
+        d = _mapping(data)
+        case_id = d.get("case_id")
+        return cls(
+            chunk_id=_str(d.get("chunk_id")),
+            doc_id=_str(d.get("doc_id")),
+            title=_str(d.get("title")),
+            case_id=case_id if isinstance(case_id, int | str) else None,
+            page=_opt_int(d.get("page")),
+            section=_opt_str(d.get("section")),
+            char_start=_opt_int(d.get("char_start")) or 0,
+            char_end=_opt_int(d.get("char_end")) or 0,
+            quote=_str(d.get("quote")),
+            score=_opt_float(d.get("score")) or 0.0,
+            marker=_opt_int(d.get("marker")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RagQuery:
+    """``rag_query_start`` / ``rag_query_end`` ``input_data``: what was searched."""
+
+    query: str
+    case_id: int | str | None
+    k: int | None
+    mode: str | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"query": self.query, "case_id": self.case_id, "k": self.k, "mode": self.mode}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> RagQuery:
+        d = _mapping(data)
+        case_id = d.get("case_id")
+        return cls(
+            query=_str(d.get("query")),
+            case_id=case_id if isinstance(case_id, int | str) else None,
+            k=_opt_int(d.get("k")),
+            mode=_opt_str(d.get("mode")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RagResult:
+    """``rag_query_end`` ``output_data``: the hits (citation payloads with their marker)."""
+
+    count: int
+    hits: list[dict[str, Any]]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"count": self.count, "hits": self.hits}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> RagResult:
+        d = _mapping(data)
+        hits = _dicts(d.get("hits"))
+        count = _opt_int(d.get("count"))
+        return cls(count=len(hits) if count is None else count, hits=hits)
+
+    def citations(self) -> list[CitationPayload]:
+        return [CitationPayload.from_payload(hit) for hit in self.hits]
+
+
+@dataclass(frozen=True, slots=True)
+class RagTiming:
+    """``rag_query_end`` ``metadata``; ``dropped_other_case`` only when the search succeeded."""
+
+    elapsed_ms: float | None
+    dropped_other_case: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        if self.dropped_other_case is None:
+            return {"elapsed_ms": self.elapsed_ms}
+        return {"elapsed_ms": self.elapsed_ms, "dropped_other_case": self.dropped_other_case}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> RagTiming:
+        d = _mapping(data)
+        return cls(_opt_float(d.get("elapsed_ms")), _opt_int(d.get("dropped_other_case")))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """``tool_end`` ``output_data``: the tool's result text, as the model read it."""
+
+    result: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"result": self.result}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> ToolResult:
+        return cls(_str(_mapping(data).get("result")))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolTiming:
+    """``tool_end`` ``metadata``: how long the call took, and whether CrewAI's cache answered."""
+
+    elapsed_ms: float | None
+    from_cache: bool = False
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"elapsed_ms": self.elapsed_ms, "from_cache": self.from_cache}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> ToolTiming:
+        d = _mapping(data)
+        return cls(_opt_float(d.get("elapsed_ms")), d.get("from_cache") is True)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Token counts of one LLM call (``llm_end`` ``metadata.usage``).
+
+    A provider's usage dict goes on the wire as the provider gave it (it may hold
+    more keys); this reads the three counts every provider reports.
+    """
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Any) -> TokenUsage:
+        d = _mapping(data)
+        return cls(
+            _opt_int(d.get("prompt_tokens")),
+            _opt_int(d.get("completion_tokens")),
+            _opt_int(d.get("total_tokens")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCallStart:
+    """``llm_start`` ``metadata``: ``call_id`` pairs it with its ``llm_end`` / ``llm_error``."""
+
+    model: str | None
+    call_id: str | None
+    stream: bool | None
+    step: int | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "call_id": self.call_id,
+            "stream": self.stream,
+            "step": self.step,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Any) -> LLMCallStart:
+        d = _mapping(data)
+        stream = d.get("stream")
+        return cls(
+            _opt_str(d.get("model")),
+            _opt_str(d.get("call_id")),
+            stream if isinstance(stream, bool) else None,
+            _opt_int(d.get("step")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCallEnd:
+    """``llm_end`` ``metadata``: the provider's token ``usage`` (as given) and ``finish_reason``."""
+
+    model: str | None
+    call_id: str | None
+    usage: dict[str, Any] | None
+    finish_reason: str | None
+    step: int | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "call_id": self.call_id,
+            "usage": self.usage,
+            "finish_reason": self.finish_reason,
+            "step": self.step,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Any) -> LLMCallEnd:
+        d = _mapping(data)
+        usage = d.get("usage")
+        return cls(
+            _opt_str(d.get("model")),
+            _opt_str(d.get("call_id")),
+            usage if isinstance(usage, dict) else None,
+            _opt_str(d.get("finish_reason")),
+            _opt_int(d.get("step")),
+        )
+
+    @property
+    def tokens(self) -> TokenUsage:
+        return TokenUsage.from_payload(self.usage)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCallError:
+    """``llm_error`` ``metadata`` (``call_id`` is None when no call was open)."""
+
+    model: str | None
+    call_id: str | None
+    step: int | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"model": self.model, "call_id": self.call_id, "step": self.step}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> LLMCallError:
+        d = _mapping(data)
+        return cls(_opt_str(d.get("model")), _opt_str(d.get("call_id")), _opt_int(d.get("step")))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """``llm_stream_chunk`` ``output_data``: a piece of the model's reply, in order."""
+
+    chunk: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"chunk": self.chunk}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> StreamChunk:
+        return cls(_str(_mapping(data).get("chunk")))
+
+
+@dataclass(frozen=True, slots=True)
+class FinalAnswer:
+    """``agent_execution_complete`` ``output_data``: the answer and its citation payloads."""
+
+    answer: str
+    citations: list[dict[str, Any]]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"answer": self.answer, "citations": self.citations}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> FinalAnswer:
+        d = _mapping(data)
+        return cls(_str(d.get("answer")), _dicts(d.get("citations")))
+
+    def cited(self) -> list[CitationPayload]:
+        return [CitationPayload.from_payload(c) for c in self.citations]
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailure:
+    """``agent_execution_error`` ``metadata``: the query that failed and why (``code``)."""
+
+    query: str
+    case_id: int | str | None
+    code: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"query": self.query, "case_id": self.case_id, "code": self.code}
+
+    @classmethod
+    def from_payload(cls, data: Any) -> RunFailure:
+        d = _mapping(data)
+        case_id = d.get("case_id")
+        return cls(
+            _str(d.get("query")),
+            case_id if isinstance(case_id, int | str) else None,
+            _str(d.get("code")),
+        )
+
+
+def error_code(frame: dict[str, Any]) -> str | None:
+    """The ``code`` of an ``error`` / ``agent_execution_error`` / ``resume_failed`` frame."""
+    code = frame.get("code") or _mapping(frame.get("metadata")).get("code")
+    return code if isinstance(code, str) else None

@@ -13,30 +13,37 @@ registry instead of being maintained on every frame.
 
 LLM and retrieval latency are derived from the events themselves as the run
 publisher hands them to the bus: ``llm_start``→``llm_end``/``llm_error``
-(matched by ``metadata.call_id``) and ``rag_query_start``→``rag_query_end``
-(matched per run, in order). No agent code is involved.
+(matched by ``metadata.call_id``, read with the payload classes of
+:mod:`legalstream.events`) and ``rag_query_start``→``rag_query_end`` (matched
+per run, in order). No agent code is involved. The agent's own counters (CrewAI
+events it could not translate) are read from the runner at scrape time through
+:meth:`Metrics.bind_agent_counters`.
 
 docs/operations.md describes each metric and gives alert rules.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
-from legalstream.events import Event, EventType
+from legalstream.events import Event, EventType, LLMCallEnd, LLMCallError, LLMCallStart
 
 if TYPE_CHECKING:
+    from legalstream.agent.api import AgentCounters
     from legalstream.runs import Run
     from legalstream.server.state import Services
 
 __all__ = ["Metrics"]
+
+log = logging.getLogger(__name__)
 
 _NS = "legalstream"
 
@@ -74,6 +81,44 @@ class EventTypeCounter:
         family = self._family()
         for type_, n in list(self.counts.items()):
             family.add_metric([type_.value], n)
+        yield family
+
+
+class AgentCounterCollector:
+    """The agent runner's counters (``AgentRunner.counters()``), read at scrape time.
+
+    ``legalstream_agent_translation_errors_total{event_type}``: CrewAI events the
+    agent could not translate into protocol events (a changed event shape).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._read: Callable[[], AgentCounters] | None = None
+        registry.register(self)
+
+    def bind(self, read: Callable[[], AgentCounters]) -> None:
+        self._read = read
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            f"{_NS}_agent_translation_errors",
+            "Agent framework (CrewAI) events the agent could not translate into "
+            "protocol events, by the framework's event type.",
+            labels=["event_type"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        counters: AgentCounters = {}
+        if self._read is not None:
+            try:
+                counters = self._read()
+            except Exception:  # a scrape must not fail for the agent's counters
+                log.warning("could not read the agent's counters", exc_info=True)
+        for event_type, n in sorted(counters.get("translation_errors", {}).items()):
+            family.add_metric([event_type], n)
         yield family
 
 
@@ -140,6 +185,7 @@ class Metrics:
             registry=r,
         )
         self._slow = {reason: slow.labels(reason) for reason in _SLOW_REASONS}
+        self._agent = AgentCounterCollector(r)
 
         # -- histograms ------------------------------------------------------------
         self.run_duration = Histogram(
@@ -184,6 +230,14 @@ class Metrics:
         """Attach the live services the state gauges read at scrape time."""
         self._svc = svc
 
+    def bind_agent_counters(self, read: Callable[[], AgentCounters]) -> None:
+        """Read the agent runner's counters with ``read()`` at each scrape.
+
+        ``read`` is called on the scrape's thread and must be cheap; it should
+        return ``{}`` while no runner is built (a scrape must not import CrewAI).
+        """
+        self._agent.bind(read)
+
     def _queues(self) -> list[int]:
         if self._svc is None:
             return []
@@ -214,10 +268,11 @@ class Metrics:
         if t is EventType.QUERY_RECEIVED:
             self.runs_started.inc()
         elif t is EventType.LLM_START:
-            key = (event.metadata or {}).get("call_id")
+            key = LLMCallStart.from_payload(event.metadata).call_id
             self._llm_open.setdefault(event.run_id or "", {})[key] = event.timestamp
         elif t is EventType.LLM_END or t is EventType.LLM_ERROR:
-            key = (event.metadata or {}).get("call_id")
+            parse = LLMCallEnd.from_payload if t is EventType.LLM_END else LLMCallError.from_payload
+            key = parse(event.metadata).call_id
             started = self._llm_open.get(event.run_id or "", {}).pop(key, None)
             if started is not None:
                 outcome = "ok" if t is EventType.LLM_END else "error"

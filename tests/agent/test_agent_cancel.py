@@ -73,7 +73,7 @@ def test_cancel_mid_run(base_settings, engine, trigger):
 def test_cancel_stops_llm_calls_and_tools(base_settings, engine, monkeypatch):
     """Count real LLM.call and tool invocations after the flag is set."""
     from legalstream.agent import build_runner
-    from legalstream.agent.llm import OfflineExtractiveLLM
+    from legalstream.agent.offline_llm import OfflineExtractiveLLM
 
     calls: list[tuple[str, bool]] = []
     cancelled = threading.Event()

@@ -1,8 +1,59 @@
-"""The extractive scoring on made-up passages: each signal that bridges a change of wording."""
+"""agent/extractive.py on made-up passages: the text units, and each signal of the scoring.
+
+Pure functions, no CrewAI: these run in milliseconds.
+"""
 
 from __future__ import annotations
 
-from legalstream.agent.llm import extractive_answer
+import subprocess
+import sys
+
+from legalstream.agent.extractive import extractive_answer, split_sentences, terms
+
+
+def test_importing_it_does_not_import_crewai():
+    code = "import sys, legalstream.agent.extractive; assert 'crewai' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_terms_are_light_stems_without_stop_words():
+    assert terms("The Warehouse's automated notifications, re-certified under Section 7.2") == [
+        "warehou", "automat", "notific", "re-cert", "certifi", "section", "7.2",
+    ]  # fmt: skip
+    assert terms("automatic") == terms("automated")
+
+
+def test_sentences_keep_abbreviations_and_provision_titles_whole():
+    text = (
+        "Mr. Smith signed on Jan. 5. The Court DENIED the motion.\n\n"
+        "7.2 Limitation of Liability. Warehouse is not liable. It pays $5."
+    )
+    assert split_sentences(text) == [
+        "Mr. Smith signed on Jan. 5.",
+        "The Court DENIED the motion.",
+        "7.2 Limitation of Liability. Warehouse is not liable.",
+        "It pays $5.",
+    ]
+
+
+def test_no_passages_no_answer():
+    assert extractive_answer("What is the cap?", []) == ""
+    assert extractive_answer("What is the cap?", [(1, "Nothing relevant here at all.")]) == ""
+
+
+def test_the_provision_the_question_names_wins_and_is_cited_by_its_marker():
+    passages = [
+        (
+            1,
+            "7.1 Warehouse shall store the Goods. It shall keep them cold.\n\n"
+            "7.2 Limitation of Liability. Liability is capped at $0.50 per pound of Goods.",
+        ),
+        (2, "The cap on liability was negotiated in good faith by both parties over months."),
+    ]
+    answer = extractive_answer("What does Section 7.2 cap?", passages)
+    assert answer == (
+        "7.2 Limitation of Liability. Liability is capped at $0.50 per pound of Goods. [1]"
+    )
 
 
 def test_plain_word_finds_the_term_a_definition_gives_it():

@@ -6,13 +6,17 @@ worker thread. The runner reports every step through ``emit`` (thread-safe,
 cheap, never blocks the event loop) and returns a :class:`RunOutcome`. The
 lifecycle frames (query_received, agent_execution_start/complete/error) belong
 to ``runs.py``; a runner emits only what happens inside the run.
+
+A runner may also count what went wrong outside any one run's outcome (see
+:class:`CountingRunner`); ``/metrics`` reads those counters at scrape time.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from legalstream.events import EventType
 
@@ -75,4 +79,24 @@ class AgentRunner(Protocol):
         :class:`RunCancelled` once it is set; raise :class:`RunFailed` for an
         error with a code, any other exception for an internal failure.
         """
+        ...
+
+
+#: A runner's counters: counter name -> label value -> total since the runner was built.
+AgentCounters = Mapping[str, Mapping[str, int]]
+
+
+@runtime_checkable
+class CountingRunner(Protocol):
+    """An :class:`AgentRunner` that also counts (optional; ``isinstance`` tells).
+
+    Counter names a runner may report, and what ``/metrics`` makes of them:
+
+    * ``translation_errors``: agent events the runner could not translate into
+      protocol events, by the agent framework's event type (for CrewAI, a
+      changed event shape); ``legalstream_agent_translation_errors_total{event_type}``.
+    """
+
+    def counters(self) -> AgentCounters:
+        """Current totals; cheap, thread-safe, callable from any thread at any time."""
         ...

@@ -5,7 +5,9 @@ Each run builds fresh CrewAI objects (CrewAI mutates Crew, Agent, Task and
 LLM, and no CrewAI event carries a run id), installs its own
 :class:`~legalstream.agent.listener.EventTranslator` as a stream sink and its
 own cancellation hooks in a private copy of the context, and kicks the crew
-off synchronously in the calling worker thread.
+off synchronously in the calling worker thread. The CrewAI internals this
+takes (stream sinks, scoped hooks, the lean crew) come from
+:mod:`legalstream.agent.crewai_ext`.
 
 Cancellation is cooperative (CrewAI has no cancel API): a scoped
 before-LLM-call and before-tool-call hook raises ``HookAborted`` once the run's
@@ -27,10 +29,6 @@ from legalstream.agent.api import Emit, RunCancelled, RunFailed, RunOutcome, Run
 from legalstream.events import ErrorCode
 
 log = logging.getLogger(__name__)
-
-#: The CrewAI version whose internals (stream sinks, scoped hooks, event shapes)
-#: this module relies on; tests/agent/test_crewai_contract.py checks them.
-CREWAI_VERSION = "1.15.30"
 
 ROLE = AGENT_NAME
 GOAL = (
@@ -54,7 +52,7 @@ _MARKERS = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 def task_description(query: str, case_id: Any) -> str:
-    from legalstream.agent.llm import QUESTION_PREFIX
+    from legalstream.agent.offline_llm import QUESTION_PREFIX
 
     question = " ".join(query.split())
     return (
@@ -90,29 +88,32 @@ class CrewRunner:
         )
         # Import CrewAI once per process, here, never per request.
         import crewai
-        from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 
-        from legalstream.agent import lean, listener, llm, tools
+        from legalstream.agent import crewai_ext, listener, providers, tools
 
-        if crewai.__version__ != CREWAI_VERSION:  # pragma: no cover - pinned in pyproject
+        if crewai.__version__ != crewai_ext.CREWAI_VERSION:  # pragma: no cover - pinned
             log.warning(
                 "legalstream.agent is tested with crewai %s, found %s",
-                CREWAI_VERSION,
+                crewai_ext.CREWAI_VERSION,
                 crewai.__version__,
             )
-        lean.reuse_executor_state_class()
-        self._crew_class = lean.LeanCrew
-        self._add_sink = add_stream_sink
-        self._reset_sinks = reset_stream_sinks
+        crewai_ext.reuse_executor_state_class()
+        self._crewai = crewai_ext
         self._listener = listener
-        self._llm = llm
+        self._providers = providers
         self._tools = tools
+        #: Shared by every run's translator: what /metrics reads through counters().
+        self._translation_errors = listener.TranslationErrors()
         self.settings = settings
         self.engine = engine
 
     @property
     def model(self) -> str:
-        return self._llm.OFFLINE_MODEL if self.settings.llm == "offline" else self.settings.llm
+        return self._providers.model_name(self.settings)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """:class:`~legalstream.agent.api.CountingRunner`: CrewAI events not translated, by type."""
+        return {"translation_errors": self._translation_errors.counts()}
 
     # --- AgentRunner ---------------------------------------------------------------------
     def run(
@@ -134,7 +135,7 @@ class CrewRunner:
             top_k=self.settings.rag.top_k,
             mode=self.settings.rag.mode,
         )
-        translator = self._listener.EventTranslator(ctx)
+        translator = self._listener.EventTranslator(ctx, self._translation_errors)
         crew = self._build_crew(ctx)
         try:
             # A private context: our sink and hooks never leak into the worker
@@ -167,7 +168,7 @@ class CrewRunner:
     def _build_crew(self, ctx: Any) -> Any:
         from crewai import Agent, Process, Task
 
-        llm = self._llm.make_llm(self.settings, ctx.cancelled)
+        llm = self._providers.make_llm(self.settings, ctx.cancelled)
         tool = self._tools.RAGLegalRetrievalTool(self.engine, ctx)
         agent = Agent(
             role=ROLE,
@@ -187,28 +188,18 @@ class CrewRunner:
             expected_output=EXPECTED_OUTPUT,
             agent=agent,
         )
-        return self._crew_class(
+        return self._crewai.LeanCrew(
             agents=[agent], tasks=[task], process=Process.sequential, verbose=False
         )
 
     def _kickoff(self, crew: Any, ctx: Any, translator: Any) -> Any:
-        from crewai.hooks import HookAborted
-        from crewai.hooks.dispatch import InterceptionPoint, register_scoped, scoped_hooks
-
-        def guard(_hook_context: Any) -> None:
-            reason = ctx.stop_reason()
-            if reason is not None:
-                raise HookAborted(reason, source="legalstream")
-
-        token = self._add_sink(translator) if translator is not None else None
+        token = self._crewai.add_sink(translator) if translator is not None else None
         try:
-            with scoped_hooks():
-                register_scoped(InterceptionPoint.PRE_MODEL_CALL, guard)
-                register_scoped(InterceptionPoint.PRE_TOOL_CALL, guard)
+            with self._crewai.guarded_calls(ctx.stop_reason):
                 return crew.kickoff()
         finally:
             if token is not None:
-                self._reset_sinks(token)
+                self._crewai.remove_sink(token)
 
     def _failure(self, exc: BaseException, ctx: Any, translator: Any) -> BaseException:
         if isinstance(exc, RunCancelled | RunFailed):

@@ -8,9 +8,13 @@ starts). CrewAI's global event-bus handlers, by contrast, run on a thread
 pool, out of order, and cannot tell runs apart; nothing here uses them.
 
 The sink must be cheap and must never raise (an exception would break the
-run): it builds a few small dicts and calls ``emit``, which is the run
-machinery's thread-safe, non-blocking hand-off. Everything is wrapped so an
-unexpected event shape is counted in ``errors`` and otherwise ignored.
+run): it builds a few small payloads (:mod:`legalstream.events`) and calls
+``emit``, which is the run machinery's thread-safe, non-blocking hand-off.
+An event it cannot translate (an unexpected event shape: CrewAI changed) is
+skipped, counted by CrewAI event type in :class:`TranslationErrors` (the
+runner's ``counters()``, on ``/metrics``) and logged at warning level, at most
+once a minute per type. The event shapes it reads are declared in
+:data:`legalstream.agent.crewai_ext.LISTENED_EVENTS`.
 """
 
 from __future__ import annotations
@@ -19,12 +23,21 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from legalstream.agent import AGENT_NAME, TASK_NAME, TOOL_NAME
+from legalstream.agent import AGENT_NAME, TASK_NAME, TOOL_NAME, crewai_ext
 from legalstream.agent.tools import RunContext
-from legalstream.events import EventType
+from legalstream.events import (
+    EventType,
+    LLMCallEnd,
+    LLMCallError,
+    LLMCallStart,
+    StreamChunk,
+    ToolResult,
+    ToolTiming,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +71,14 @@ def _json_args(value: Any) -> dict[str, Any]:
     return {"input": _clip(value, 2000)}
 
 
+#: Our tool's name as CrewAI's events and the ReAct "Action:" line spell it.
+_TOOL_ACTION_NAME = crewai_ext.tool_action_name(TOOL_NAME)
+
+
 def _canonical_tool(name: str | None) -> str | None:
     if not name:
         return name
-    from crewai.utilities.string_utils import sanitize_tool_name
-
-    if name == TOOL_NAME or name == sanitize_tool_name(TOOL_NAME):
+    if name == TOOL_NAME or name == _TOOL_ACTION_NAME:
         return TOOL_NAME
     return name
 
@@ -105,10 +120,71 @@ def parse_step(response: Any) -> dict[str, Any]:
     return {"thought": "", "final": text.strip()}
 
 
+class TranslationErrors:
+    """CrewAI events the translators could not translate, by event type; thread-safe.
+
+    Each is logged at warning level with its traceback, at most once per event
+    type per ``log_every`` seconds: a changed event shape fails on every event
+    of its type, and the log must not flood.
+    """
+
+    def __init__(
+        self, log_every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.log_every = log_every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+        self._logged_count: dict[str, int] = {}
+
+    def record(self, event_type: str) -> None:
+        """Count one failure; call it from the ``except`` block (the log has the traceback)."""
+        with self._lock:
+            n = self._counts[event_type] = self._counts.get(event_type, 0) + 1
+            now = self._clock()
+            last = self._logged_at.get(event_type)
+            if last is not None and now - last < self.log_every:
+                return
+            suppressed = n - 1 - self._logged_count.get(event_type, 0)
+            self._logged_at[event_type] = now
+            self._logged_count[event_type] = n
+        log.warning(
+            "could not translate a CrewAI %r event (%d so far, %d not logged); "
+            "the run goes on without it",
+            event_type,
+            n,
+            suppressed,
+            exc_info=True,
+        )
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class EventTranslator:
     """A per-run stream sink: CrewAI event -> protocol events through ``ctx.emit``."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    #: CrewAI event type -> the method that translates it (the keys are
+    #: crewai_ext.LISTENED_EVENTS; the contract test holds them equal).
+    HANDLERS: ClassVar[dict[str, str]] = {
+        "agent_execution_started": "_agent_started",
+        "agent_execution_completed": "_agent_completed",
+        "agent_execution_error": "_agent_error",
+        "llm_call_started": "_llm_started",
+        "llm_stream_chunk": "_llm_chunk",
+        "llm_thinking_chunk": "_llm_thinking_chunk",
+        "llm_call_completed": "_llm_completed",
+        "llm_call_failed": "_llm_failed",
+        "tool_usage_started": "_tool_started",
+        "tool_usage_finished": "_tool_finished",
+        "tool_usage_error": "_tool_error",
+        "tool_validate_input_error": "_tool_error",
+        "tool_selection_error": "_tool_error",
+    }
+
+    def __init__(self, ctx: RunContext, errors: TranslationErrors | None = None) -> None:
         self.ctx = ctx
         self._emit = ctx.emit
         self._lock = threading.Lock()
@@ -117,27 +193,19 @@ class EventTranslator:
         self._open_tools = 0
         self._failed: set[str] = set()
         self._step = 0
+        #: Shared with the runner's other translators (see TranslationErrors).
+        self.translation_errors = errors if errors is not None else TranslationErrors()
+        #: This run's untranslated events.
         self.errors = 0
         self.forwarded = 0
         self._handlers: dict[str, Callable[[Any], None]] = {
-            "agent_execution_started": self._agent_started,
-            "agent_execution_completed": self._agent_completed,
-            "agent_execution_error": self._agent_error,
-            "llm_call_started": self._llm_started,
-            "llm_stream_chunk": self._llm_chunk,
-            "llm_thinking_chunk": self._llm_thinking_chunk,
-            "llm_call_completed": self._llm_completed,
-            "llm_call_failed": self._llm_failed,
-            "tool_usage_started": self._tool_started,
-            "tool_usage_finished": self._tool_finished,
-            "tool_usage_error": self._tool_error,
-            "tool_validate_input_error": self._tool_error,
-            "tool_selection_error": self._tool_error,
+            event_type: getattr(self, method) for event_type, method in self.HANDLERS.items()
         }
 
     # The sink CrewAI calls: inline, on the emitting thread, in order.
     def __call__(self, source: Any, event: Any) -> None:
-        handler = self._handlers.get(getattr(event, "type", None))
+        event_type = getattr(event, "type", None)
+        handler = self._handlers.get(event_type)
         if handler is None or self.ctx.cancelled.is_set():
             return
         try:
@@ -145,7 +213,7 @@ class EventTranslator:
                 handler(event)
         except Exception:  # never break the run for a translation problem
             self.errors += 1
-            log.debug("could not translate %r", getattr(event, "type", event), exc_info=True)
+            self.translation_errors.record(event_type)
 
     @property
     def llm_open(self) -> bool:
@@ -188,12 +256,7 @@ class EventTranslator:
             EventType.LLM_START,
             action="llm_call",
             input_data={"messages": len(messages) if isinstance(messages, list) else 1},
-            metadata={
-                "model": ev.model,
-                "call_id": ev.call_id,
-                "stream": ev.stream,
-                "step": self._step,
-            },
+            metadata=LLMCallStart(ev.model, ev.call_id, ev.stream, self._step).to_payload(),
         )
 
     def _llm_chunk(self, ev: Any) -> None:
@@ -203,7 +266,7 @@ class EventTranslator:
         self._send(
             EventType.LLM_STREAM_CHUNK,
             action="llm_stream",
-            output_data={"chunk": ev.chunk},
+            output_data=StreamChunk(ev.chunk).to_payload(),
             metadata=meta,
         )
 
@@ -211,7 +274,7 @@ class EventTranslator:
         self._send(
             EventType.LLM_STREAM_CHUNK,
             action="llm_stream",
-            output_data={"chunk": ev.chunk},
+            output_data=StreamChunk(ev.chunk).to_payload(),
             metadata={"call_id": ev.call_id, "thinking": True},
         )
 
@@ -223,13 +286,9 @@ class EventTranslator:
             EventType.LLM_END,
             action="llm_call",
             output_data={"response": _clip(ev.response if isinstance(ev.response, str) else step)},
-            metadata={
-                "model": ev.model,
-                "call_id": ev.call_id,
-                "usage": usage,
-                "finish_reason": ev.finish_reason,
-                "step": self._step,
-            },
+            metadata=LLMCallEnd(
+                ev.model, ev.call_id, usage, ev.finish_reason, self._step
+            ).to_payload(),
         )
         self._close_thinking(thought=step.get("thought"), final="final" in step)
         for call in step.get("calls", ()):
@@ -252,7 +311,7 @@ class EventTranslator:
             EventType.LLM_ERROR,
             action="llm_call",
             error=_clip(ev.error, 2000),
-            metadata={"model": ev.model, "call_id": ev.call_id, "step": self._step},
+            metadata=LLMCallError(ev.model, ev.call_id, self._step).to_payload(),
         )
         self._close_thinking(error=str(ev.error))
 
@@ -266,7 +325,7 @@ class EventTranslator:
                     EventType.LLM_ERROR,
                     action="llm_call",
                     error=_clip(error, 2000),
-                    metadata={"model": call_model or model, "call_id": call_id, "step": self._step},
+                    metadata=LLMCallError(call_model or model, call_id, self._step).to_payload(),
                 )
             if not self.ctx.llm_error:
                 if not self._failed:  # the reply arrived but CrewAI could not use it
@@ -274,7 +333,7 @@ class EventTranslator:
                         EventType.LLM_ERROR,
                         action="llm_call",
                         error=_clip(error, 2000),
-                        metadata={"model": model, "call_id": None, "step": self._step},
+                        metadata=LLMCallError(model, None, self._step).to_payload(),
                     )
                 self.ctx.llm_error = error
             self._close_thinking(error=error)
@@ -321,9 +380,9 @@ class EventTranslator:
             action="tool_call",
             tool_name=tool,
             input_data=_json_args(ev.tool_args),
-            output_data={"result": output},
+            output_data=ToolResult(output).to_payload(),
             error=error,
-            metadata={"elapsed_ms": round(elapsed, 2), "from_cache": ev.from_cache},
+            metadata=ToolTiming(round(elapsed, 2), ev.from_cache).to_payload(),
         )
         self._send(
             EventType.AGENT_OBSERVATION,

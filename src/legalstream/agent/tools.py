@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from legalstream.agent import AGENT_NAME, TASK_NAME, TOOL_NAME
 from legalstream.agent.api import Emit, RunRequest
-from legalstream.events import EventType
+from legalstream.events import CitationPayload, EventType, RagQuery, RagResult, RagTiming
 
 #: Marker of a passage header in the tool's observation text (parsed by the offline LLM).
 PASSAGE_HEADER = re.compile(r"^Passage \[(\d+)\] (.*)$", re.MULTILINE)
@@ -112,9 +112,8 @@ def format_observation(case_id: Any, hits: list[Retrieved]) -> str:
 
 
 def hit_dict(item: Retrieved) -> dict[str, Any]:
-    data = item.citation.to_dict()
-    data["marker"] = item.marker
-    return data
+    """The wire form of a retrieved chunk: its citation payload with its ``[n]`` marker."""
+    return CitationPayload.of(item.citation, item.marker).to_payload()
 
 
 class RAGLegalRetrievalTool(BaseTool):
@@ -145,7 +144,7 @@ class RAGLegalRetrievalTool(BaseTool):
             return "The run was cancelled; no search was made."
         query = " ".join(str(query).split())[:1000]
         ctx.tool_calls += 1
-        request = {"query": query, "case_id": ctx.case_id, "k": ctx.top_k, "mode": ctx.mode}
+        request = RagQuery(query, ctx.case_id, ctx.top_k, ctx.mode).to_payload()
         rag_event = functools.partial(
             ctx.emit,
             agent_name=AGENT_NAME,
@@ -163,7 +162,7 @@ class RAGLegalRetrievalTool(BaseTool):
             rag_event(
                 EventType.RAG_QUERY_END,
                 error=ctx.retrieval_error,
-                metadata={"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)},
+                metadata=RagTiming(round((time.perf_counter() - started) * 1000, 2)).to_payload(),
             )
             return f"Retrieval failed: {ctx.retrieval_error}"
         # Defence in depth: the engine filters by case inside the store; a hit of
@@ -174,10 +173,10 @@ class RAGLegalRetrievalTool(BaseTool):
             return "The run was cancelled."
         rag_event(
             EventType.RAG_QUERY_END,
-            output_data={"count": len(hits), "hits": [hit_dict(h) for h in hits]},
-            metadata={
-                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
-                "dropped_other_case": len(citations) - len(same_case),
-            },
+            output_data=RagResult(len(hits), [hit_dict(h) for h in hits]).to_payload(),
+            metadata=RagTiming(
+                round((time.perf_counter() - started) * 1000, 2),
+                dropped_other_case=len(citations) - len(same_case),
+            ).to_payload(),
         )
         return format_observation(ctx.case_id, hits)

@@ -1,4 +1,6 @@
 // Type declarations for legalstream.js (served at /static/legalstream.js).
+// EventType, FinalEventType and ErrorCode are the protocol's (src/legalstream/events.py);
+// tests/test_wire_vocabulary.py checks them against it.
 
 export type EventType =
   | "connection_established"
@@ -23,6 +25,35 @@ export type EventType =
   | "broadcast"
   | "error"
   | "resume_failed";
+
+/** The frames a run ends with: exactly one per run. */
+export type FinalEventType = "agent_execution_complete" | "agent_execution_error";
+
+/** Machine-readable `code` of error frames, agent_execution_error and resume_failed. */
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_message"
+  | "missing_query"
+  | "invalid_query"
+  | "query_too_long"
+  | "invalid_case_id"
+  | "invalid_field"
+  | "unknown_type"
+  | "unknown_run"
+  | "unknown_event_type"
+  | "binary_not_supported"
+  | "too_many_runs"
+  | "server_busy"
+  | "rate_limited"
+  | "forbidden"
+  | "forbidden_case"
+  | "token_expired"
+  | "cancelled"
+  | "agent_failed"
+  | "llm_failed"
+  | "retrieval_failed"
+  | "run_not_finished"
+  | "internal_error";
 
 /** Every server frame: the seed's event structure plus run_id, seq, connection_id. */
 export interface LegalStreamEvent {

@@ -13,6 +13,8 @@
 // run after its last seq, and auth with a JWT (traded for a single-use ticket
 // via POST /ws/ticket) or a ticketProvider. docs/clients.md has the details.
 
+// Frame types and codes are the protocol's (src/legalstream/events.py);
+// tests/test_wire_vocabulary.py checks every one this file uses against it.
 const FINAL_TYPES = new Set(["agent_execution_complete", "agent_execution_error"]);
 const SUBPROTOCOL = "legalstream.v1";
 /** Close codes after which a reconnect cannot help (policy violation, frame too big). */

@@ -1,4 +1,4 @@
-"""Async Python client for ``/ws/query``, and the ``legalstream query`` / ``probe`` commands.
+"""Async Python client for ``/ws/query``: :class:`LegalStreamClient` and its runs.
 
 ::
 
@@ -9,7 +9,8 @@
         print(answer.answer, answer.citations)
 
 Frames are the server's JSON objects as ``dict`` (the seed's event structure
-plus ``run_id``/``seq``/``connection_id``); docs/clients.md has the details.
+plus ``run_id``/``seq``/``connection_id``); their types, codes and payloads are
+those of :mod:`legalstream.events`. docs/clients.md has the details.
 
 How runs are told apart
     Every run frame carries ``run_id``; a query is acknowledged by
@@ -45,30 +46,34 @@ import asyncio
 import contextlib
 import inspect
 import random
-import time
 import urllib.parse
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from legalstream.events import FINAL_TYPES, ErrorCode, EventType, FinalAnswer, error_code
+
 __all__ = [
+    "DEFAULT_URL",
     "Answer",
     "ConnectionLost",
     "LegalStreamClient",
     "RunError",
     "RunStream",
-    "probe_command",
-    "query_command",
+    "ticket_url",
 ]
 
-FINAL_TYPES = frozenset({"agent_execution_complete", "agent_execution_error"})
 SUBPROTOCOL = "legalstream.v1"
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/query"
 #: Close codes after which reconnecting cannot help.
 _FATAL_CLOSE = frozenset({1008, 1009})
+# The frame types the reader branches on, as plain module globals: they are compared
+# once per frame, and an enum attribute lookup costs more than the comparison.
+_QUERY_RECEIVED = EventType.QUERY_RECEIVED.value
+_ERROR = EventType.ERROR.value
+_RESUME_FAILED = EventType.RESUME_FAILED.value
 
 TicketProvider = Callable[[], "str | Awaitable[str]"]
 
@@ -178,7 +183,7 @@ class RunStream:
 
     def _fail(self, exc: BaseException) -> None:
         if self.final is None:
-            self.final = {"type": "agent_execution_error", "error": str(exc)}
+            self.final = {"type": EventType.AGENT_EXECUTION_ERROR.value, "error": str(exc)}
         self._queue.put_nowait(exc)
 
 
@@ -310,13 +315,13 @@ class LegalStreamClient:
                 if inspect.isawaitable(result):
                     await result
         final = stream.final or {}
-        if final.get("type") != "agent_execution_complete":
-            raise RunError(_code(final), final.get("error") or "run failed", final)
-        out = final.get("output_data") or {}
+        if final.get("type") != EventType.AGENT_EXECUTION_COMPLETE:
+            raise RunError(error_code(final), final.get("error") or "run failed", final)
+        out = FinalAnswer.from_payload(final.get("output_data"))
         return Answer(
             run_id=final["run_id"],
-            answer=out.get("answer") or "",
-            citations=list(out.get("citations") or []),
+            answer=out.answer,
+            citations=list(out.citations),
             metadata=final.get("metadata") or {},
             events=events,
         )
@@ -413,7 +418,7 @@ class LegalStreamClient:
                 raise
             break
         hello = orjson.loads(await asyncio.wait_for(ws.recv(), self.open_timeout))
-        if hello.get("type") != "connection_established":
+        if hello.get("type") != EventType.CONNECTION_ESTABLISHED:
             await ws.close()
             raise ConnectionLost(f"unexpected first frame {hello.get('type')!r}")
         self._ws = ws
@@ -519,34 +524,35 @@ class LegalStreamClient:
         kind = frame.get("type")
         run_id = frame.get("run_id")
         stream = self._runs.get(run_id) if run_id else None
-        if stream is None and kind == "query_received" and self._awaiting is not None:
+        if stream is None and kind == _QUERY_RECEIVED and self._awaiting is not None:
             stream = self._awaiting
             stream.run_id = run_id
             self._runs[run_id] = stream
             if stream._ack is not None and not stream._ack.done():
                 stream._ack.set_result(None)
         if stream is not None:
-            if kind == "error":
+            if kind == _ERROR:
                 # A refused resume (unknown or expired run): nothing more will come.
-                if frame.get("code") == "unknown_run" and stream.live and stream._resuming:
-                    stream._fail(RunError(frame.get("code"), frame.get("error") or "", frame))
+                code = frame.get("code")
+                if code == ErrorCode.UNKNOWN_RUN and stream.live and stream._resuming:
+                    stream._fail(RunError(code, frame.get("error") or "", frame))
                     self._runs.pop(run_id, None)
-            elif kind == "resume_failed":
+            elif kind == _RESUME_FAILED:
                 stream._resuming = False
                 stream._queue.put_nowait(frame)
                 meta = frame.get("metadata") or {}
                 if meta.get("first_available_seq") is None and meta.get("status") == "running":
-                    stream._fail(RunError("resume_failed", frame.get("error") or "", frame))
+                    stream._fail(RunError(_RESUME_FAILED, frame.get("error") or "", frame))
                     self._runs.pop(run_id, None)
             else:
                 stream._push(frame)
                 if kind in FINAL_TYPES:
                     self._runs.pop(run_id, None)
-        elif kind == "error" and not run_id and self._awaiting is not None:
+        elif kind == _ERROR and not run_id and self._awaiting is not None:
             awaiting = self._awaiting
             if awaiting._ack is not None and not awaiting._ack.done():
                 awaiting._ack.set_exception(
-                    RunError(frame.get("code") or _code(frame), frame.get("error") or "", frame)
+                    RunError(error_code(frame), frame.get("error") or "", frame)
                 )
         self._dispatch_handlers(frame)
 
@@ -583,310 +589,9 @@ def _is_closed(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionClosed)
 
 
-def _code(frame: dict[str, Any]) -> str | None:
-    return frame.get("code") or (frame.get("metadata") or {}).get("code")
-
-
 def ticket_url(ws_url: str) -> str:
     """``ws://h/prefix/ws/query`` -> ``http://h/prefix/ws/ticket``."""
     parts = urllib.parse.urlsplit(ws_url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     path = parts.path.rsplit("/", 1)[0] + "/ticket"
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-# ---------------------------------------------------------------------------------------
-# CLI: legalstream query / probe
-# ---------------------------------------------------------------------------------------
-
-_STYLES = {
-    "query_received": "bold cyan",
-    "agent_execution_start": "cyan",
-    "agent_execution_complete": "bold green",
-    "agent_execution_error": "bold red",
-    "thinking_start": "magenta",
-    "thinking_end": "magenta",
-    "tool_start": "yellow",
-    "tool_end": "yellow",
-    "rag_query_start": "blue",
-    "rag_query_end": "blue",
-    "llm_start": "green",
-    "llm_end": "green",
-    "llm_error": "red",
-    "error": "red",
-    "resume_failed": "red",
-}
-
-
-def _detail(frame: dict[str, Any]) -> str:
-    """A one-line summary of a frame for the terminal."""
-    kind = frame.get("type")
-    inp = frame.get("input_data") or {}
-    out = frame.get("output_data") or {}
-    meta = frame.get("metadata") or {}
-    if frame.get("error"):
-        return str(frame["error"])[:200]
-    match kind:
-        case "query_received":
-            return f"case {inp.get('case_id')}: {inp.get('query')}"
-        case "tool_start" | "agent_action":
-            return f"{frame.get('tool_name') or ''} {orjson.dumps(inp).decode()[:160]}"
-        case "tool_end":
-            return f"{frame.get('tool_name') or ''} ({meta.get('elapsed_ms', '?')} ms)"
-        case "rag_query_start":
-            return f"search: {inp.get('query', '')}"[:200]
-        case "rag_query_end":
-            hits = out.get("hits") or []
-            titles = ", ".join(
-                f"[{h.get('marker', i + 1)}] {h.get('title', h.get('doc_id', ''))}"
-                for i, h in enumerate(hits[:3])
-            )
-            return (
-                f"{out.get('count', len(hits))} hits ({meta.get('elapsed_ms', '?')} ms) {titles}"[
-                    :200
-                ]
-            )
-        case "llm_start":
-            return f"{meta.get('model', '')} step {meta.get('step', '')}"
-        case "llm_end":
-            usage = meta.get("usage") or {}
-            return f"{meta.get('model', '')} tokens {usage.get('total_tokens', '?')}"
-        case "thinking_end":
-            return str(out.get("thought") or "")[:200]
-        case "resume_failed":
-            return f"lost {meta.get('lost')}"
-    return ""
-
-
-def query_command(
-    url: str,
-    question: str,
-    case_id: int,
-    *,
-    token: str | None = None,
-    as_json: bool = False,
-    stream_thinking: bool = True,
-) -> int:
-    """``legalstream query``: print a run live; exit 0 on an answer, 1 on a run error."""
-    try:
-        return asyncio.run(_query(url, question, case_id, token, as_json, stream_thinking))
-    except KeyboardInterrupt:
-        return 130
-
-
-async def _query(
-    url: str, question: str, case_id: int, token: str | None, as_json: bool, stream_thinking: bool
-) -> int:
-    import sys
-
-    from rich.console import Console
-
-    console = Console(stderr=False, highlight=False)
-    err = Console(stderr=True)
-    try:
-        async with LegalStreamClient(url, token=token, stream_thinking=stream_thinking) as client:
-            stream = client.query(question, case_id)
-            in_chunks = False
-            try:
-                async for frame in stream:
-                    if as_json:
-                        sys.stdout.write(orjson.dumps(frame).decode() + "\n")
-                        sys.stdout.flush()
-                        continue
-                    kind = frame["type"]
-                    if kind == "llm_stream_chunk":
-                        chunk = (frame.get("output_data") or {}).get("chunk") or ""
-                        console.print(chunk, end="", style="dim", markup=False)
-                        in_chunks = True
-                        continue
-                    if in_chunks:
-                        console.print()
-                        in_chunks = False
-                    if kind in FINAL_TYPES:
-                        _print_final(console, frame)
-                        continue
-                    style = _STYLES.get(kind, "white")
-                    seq = frame.get("seq")
-                    console.print(
-                        f"[dim]{seq:>4}[/] [{style}]{kind:<24}[/] "
-                        if seq
-                        else f"     [{style}]{kind:<24}[/] ",
-                        end="",
-                    )
-                    console.print(_detail(frame), markup=False)
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                if stream.run_id:
-                    with contextlib.suppress(Exception):
-                        await client.cancel(stream.run_id)
-                raise
-            final = stream.final or {}
-            return 0 if final.get("type") == "agent_execution_complete" else 1
-    except RunError as exc:
-        err.print(f"[red]refused:[/] {exc}")
-        return 1
-    except (ConnectionLost, OSError) as exc:
-        err.print(f"[red]connection failed:[/] {exc}")
-        return 2
-    except Exception as exc:  # websockets handshake errors and the like
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
-        return 2
-
-
-def _print_final(console: Any, frame: dict[str, Any]) -> None:
-    from rich.panel import Panel
-    from rich.table import Table
-
-    if frame["type"] == "agent_execution_error":
-        console.print(
-            Panel(str(frame.get("error")), title=f"error: {_code(frame)}", border_style="red")
-        )
-        return
-    out = frame.get("output_data") or {}
-    console.print(Panel(out.get("answer") or "", title="answer", border_style="green"))
-    citations = out.get("citations") or []
-    if citations:
-        table = Table(title="citations", show_lines=True, expand=True)
-        for col in ("#", "document", "section / page", "quote"):
-            table.add_column(col, overflow="fold")
-        for i, c in enumerate(citations, 1):
-            where = " · ".join(
-                str(x)
-                for x in (c.get("section"), f"p. {c['page']}" if c.get("page") else None)
-                if x
-            )
-            quote = str(c.get("quote") or "")
-            table.add_row(
-                str(c.get("marker", i)),
-                f"{c.get('title') or ''}\n[dim]{c.get('doc_id') or ''}[/]",
-                where,
-                quote if len(quote) < 400 else quote[:400] + "…",
-            )
-        console.print(table)
-
-
-PROBE_QUERIES = (
-    "What was the defendant's response?",
-    "What does the storage agreement say about temperature?",
-)
-
-
-def probe_command(
-    url: str, case_id: int, *, token: str | None = None, queries: list[str] | None = None
-) -> int:
-    """``legalstream probe``: connect, run test queries, print events and a summary."""
-    try:
-        return asyncio.run(_probe(url, case_id, token, list(queries or PROBE_QUERIES)))
-    except KeyboardInterrupt:
-        return 130
-
-
-async def _probe(url: str, case_id: int, token: str | None, queries: list[str]) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    t0 = time.perf_counter()
-    by_type: Counter[str] = Counter()
-    results: list[dict[str, Any]] = []
-    try:
-        client = LegalStreamClient(url, token=token, reconnect=False)
-        hello = await client.connect()
-    except Exception as exc:
-        console.print(f"[red]connect to {url} failed:[/] {type(exc).__name__}: {exc}")
-        return 2
-    connect_s = time.perf_counter() - t0
-    console.print(
-        f"[green]connected[/] {url} in {connect_s * 1000:.1f} ms "
-        f"(connection {hello.get('connection_id')})"
-    )
-    try:
-        for question in queries:
-            console.rule(f"[bold]{question}")
-            sent = time.perf_counter()
-            first: float | None = None
-            first_agent: float | None = None
-            count = 0
-            final: dict[str, Any] = {}
-            try:
-                async for frame in client.query(question, case_id):
-                    now = time.perf_counter() - sent
-                    count += 1
-                    kind = frame["type"]
-                    by_type[kind] += 1
-                    if first is None:
-                        first = now
-                    if first_agent is None and kind not in (
-                        "query_received",
-                        "agent_execution_start",
-                    ):
-                        first_agent = now
-                    if kind == "llm_stream_chunk":
-                        continue  # counted, not printed
-                    style = _STYLES.get(kind, "white")
-                    console.print(f"[dim]{now * 1000:8.1f} ms[/] [{style}]{kind:<24}[/] ", end="")
-                    console.print(_detail(frame), markup=False)
-                    final = frame
-            except RunError as exc:
-                console.print(f"[red]refused:[/] {exc}")
-                final = {"type": "error", "error": str(exc)}
-            total = time.perf_counter() - sent
-            out = final.get("output_data") or {}
-            console.print(
-                f"[bold]{count} events[/] · time to first event {_ms(first)} · "
-                f"first agent event {_ms(first_agent)} · total {_ms(total)}"
-            )
-            results.append(
-                {
-                    "query": question,
-                    "status": "complete"
-                    if final.get("type") == "agent_execution_complete"
-                    else "failed",
-                    "events": count,
-                    "first": first,
-                    "first_agent": first_agent,
-                    "total": total,
-                    "citations": len(out.get("citations") or []),
-                }
-            )
-    finally:
-        await client.close()
-
-    console.rule("[bold]summary")
-    runs = Table(title="runs")
-    for col in (
-        "query",
-        "status",
-        "events",
-        "first event",
-        "first agent event",
-        "total",
-        "citations",
-    ):
-        runs.add_column(col)
-    for r in results:
-        runs.add_row(
-            r["query"][:50],
-            f"[green]{r['status']}[/]" if r["status"] == "complete" else f"[red]{r['status']}[/]",
-            str(r["events"]),
-            _ms(r["first"]),
-            _ms(r["first_agent"]),
-            _ms(r["total"]),
-            str(r["citations"]),
-        )
-    console.print(runs)
-    types = Table(title="events by type")
-    types.add_column("type")
-    types.add_column("count", justify="right")
-    for kind, n in sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])):
-        types.add_row(kind, str(n))
-    types.add_row("[bold]total", f"[bold]{sum(by_type.values())}")
-    console.print(types)
-    console.print(
-        f"connect {connect_s * 1000:.1f} ms · total {(time.perf_counter() - t0):.3f} s · "
-        f"{sum(1 for r in results if r['status'] == 'complete')}/{len(results)} runs complete"
-    )
-    return 0 if results and all(r["status"] == "complete" for r in results) else 1
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f} ms"

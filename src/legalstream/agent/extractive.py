@@ -1,30 +1,21 @@
-"""LLMs for the crew: the extractive offline backend and the provider factory.
+"""Extractive answering: pick the statements of retrieved passages that answer a question.
 
-``OfflineExtractiveLLM`` is *not* a language model. It is a deterministic
-CrewAI ``BaseLLM`` that speaks CrewAI's ReAct text protocol so the real agent
-loop runs without any model or network:
+Pure text heuristics, no CrewAI and no model: :func:`extractive_answer` cuts
+the passages into statements (prose sentences; in transcripts, an "A." answer
+line together with the "Q." line it answers), scores each by the question
+terms it contains (IDF-weighted over the candidates, light stemming, numbers
+and identifiers weighted up) plus what its paragraph and section heading add,
+a bonus when it belongs to a provision the question names ("Section 7.2",
+"¶ 26") and when it holds the kind of fact asked for (an amount, a period, a
+date, a temperature, a reason, a name, a ruling). A question's plain words
+also find the defined terms the passages define with them ('"Software" means
+the firmware ...'); a statement with the fact asked for shares in its
+neighbour's match; a transcript exchange whose examiner asked the same kind
+of question ("Why ...?") scores up. It answers with the best few, verbatim and
+in document order, each followed by the ``[n]`` marker of its passage.
 
-1. First call (no observation yet): it thinks aloud and chooses the
-   "RAG Legal Retrieval Tool" with the question, as asked, as query.
-2. Next call (the tool's observation is in the conversation): it cuts the
-   retrieved passages into statements (prose sentences; in transcripts, an
-   "A." answer line together with the "Q." line it answers), scores each by
-   the question terms it contains (IDF-weighted over the candidates, light
-   stemming, numbers and identifiers weighted up) plus what its paragraph and
-   section heading add, a bonus when it belongs to a provision the question
-   names ("Section 7.2", "¶ 26") and when it holds the kind of fact asked for
-   (an amount, a period, a date, a temperature, a reason, a name, a ruling).
-   A question's plain words also find the defined terms the passages define
-   with them ('"Software" means the firmware ...'); a statement with the fact
-   asked for shares in its neighbour's match; a transcript exchange whose
-   examiner asked the same kind of question ("Why ...?") scores up. It answers
-   with the best few, verbatim and in document order, each followed by the
-   ``[n]`` marker of its passage.
-
-It emits CrewAI's LLM call started/completed/failed events and, when
-streaming, one ``llm_stream_chunk`` per word, exactly like a provider would,
-so the token path of the service is exercised end to end. Its answers are as
-good as the retrieval and the sentence picker: extractive, never invented.
+:class:`legalstream.agent.offline_llm.OfflineExtractiveLLM` uses it to answer
+inside the real CrewAI loop; docs/agent.md describes the signals.
 """
 
 from __future__ import annotations
@@ -32,22 +23,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import threading
 from dataclasses import dataclass
-from typing import Any
 
-from crewai.events.types.llm_events import LLMCallType
-from crewai.hooks import HookAborted
-from crewai.llms.base_llm import BaseLLM, llm_call_context
-from pydantic import PrivateAttr
-
-from legalstream.agent import TOOL_NAME
-from legalstream.agent.tools import PASSAGE_HEADER
-
-OFFLINE_MODEL = "offline/extractive"
-
-#: Marks the question line in the task description (see crew.py).
-QUESTION_PREFIX = "Question: "
+__all__ = ["extractive_answer", "score_units", "split_sentences", "terms"]
 
 _STOP = frozenset(
     """a about above after again against all am an and any are as at be because been
@@ -138,22 +116,6 @@ def split_sentences(text: str) -> list[str]:
     for block in re.split(r"\n\s*\n|\n(?=#|\s*[-*] |\s*\d+\.\s)", text):
         out.extend(_sentences(block))
     return out
-
-
-def parse_passages(observation: str) -> list[tuple[int, str]]:
-    """``(marker, text)`` of each passage in a retrieval tool observation."""
-    passages: list[tuple[int, str]] = []
-    headers = list(PASSAGE_HEADER.finditer(observation))
-    for i, match in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(observation)
-        body = observation[match.end() : end]
-        lines = [
-            ln[2:] if ln.startswith("> ") else ln[1:]
-            for ln in body.splitlines()
-            if ln.startswith(">")
-        ]
-        passages.append((int(match.group(1)), "\n".join(lines)))
-    return passages
 
 
 # --- passages -> answer units ------------------------------------------------------------
@@ -539,187 +501,3 @@ def _similar(a: _Unit, b: _Unit) -> bool:
         return True
     union = a.terms | b.terms
     return bool(union) and len(a.terms & b.terms) / len(union) > 0.7
-
-
-def _message_text(message: Any) -> str:
-    content = message.get("content") if isinstance(message, dict) else message
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return str(content or "")
-
-
-class OfflineExtractiveLLM(BaseLLM):
-    """Extractive offline backend: drives the CrewAI ReAct loop without a model."""
-
-    llm_type: str = "offline"
-    provider: str = "offline"
-    max_sentences: int = 4
-    #: Words per llm_stream_chunk when streaming.
-    chunk_words: int = 1
-
-    _cancelled: threading.Event | None = PrivateAttr(default=None)
-
-    def bind_cancel(self, cancelled: threading.Event) -> OfflineExtractiveLLM:
-        self._cancelled = cancelled
-        return self
-
-    # --- what CrewAI asks of an LLM -------------------------------------------------
-    def supports_function_calling(self) -> bool:
-        return False  # text ReAct: Thought / Action / Action Input / Final Answer
-
-    def supports_stop_words(self) -> bool:
-        return True
-
-    def get_context_window_size(self) -> int:
-        return 128_000
-
-    def get_input_tokens_count(
-        self, messages: Any, tools: Any = None, response_model: Any = None
-    ) -> int:
-        if isinstance(messages, str):
-            return len(messages) // 4
-        return sum(len(_message_text(m)) for m in messages) // 4
-
-    def call(
-        self,
-        messages: Any,
-        tools: Any = None,
-        callbacks: Any = None,
-        available_functions: Any = None,
-        from_task: Any = None,
-        from_agent: Any = None,
-        response_model: Any = None,
-    ) -> str:
-        if self._cancelled is not None and self._cancelled.is_set():
-            raise HookAborted("run cancelled", source="OfflineExtractiveLLM")
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        with llm_call_context():
-            self._emit_call_started_event(
-                messages=messages, tools=tools, callbacks=callbacks,
-                available_functions=available_functions, from_task=from_task,
-                from_agent=from_agent,
-            )  # fmt: skip
-            try:
-                text = self._respond(messages)
-                if self._effective_stream():
-                    self._stream(text, from_task, from_agent)
-            except Exception as exc:
-                if not isinstance(exc, HookAborted):
-                    self._emit_call_failed_event(
-                        error=f"{type(exc).__name__}: {exc}",
-                        from_task=from_task,
-                        from_agent=from_agent,
-                    )
-                raise
-            prompt_tokens = self.get_input_tokens_count(messages)
-            completion_tokens = len(text.split())
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
-            self._track_token_usage_internal(usage)
-            self._emit_call_completed_event(
-                response=text, call_type=LLMCallType.LLM_CALL, from_task=from_task,
-                from_agent=from_agent, messages=None, usage=usage, finish_reason="stop",
-            )  # fmt: skip
-            return text
-
-    # --- the "reasoning" ----------------------------------------------------------------
-    def _stream(self, text: str, from_task: Any, from_agent: Any) -> None:
-        words = re.findall(r"\S+\s*", text)
-        step = max(1, self.chunk_words)
-        for i in range(0, len(words), step):
-            if self._cancelled is not None and self._cancelled.is_set():
-                raise HookAborted("run cancelled", source="OfflineExtractiveLLM")
-            self._emit_stream_chunk_event(
-                "".join(words[i : i + step]), from_task=from_task, from_agent=from_agent,
-                call_type=LLMCallType.LLM_CALL,
-            )  # fmt: skip
-
-    def _respond(self, messages: list[Any]) -> str:
-        question = self._question(messages)
-        observations = [
-            _message_text(m) for m in messages
-            if isinstance(m, dict) and m.get("role") != "system" and "Passage [" in _message_text(m)
-        ]  # fmt: skip
-        tried = any(
-            isinstance(m, dict) and m.get("role") == "assistant" and "Action:" in _message_text(m)
-            for m in messages
-        )
-        if not observations and not tried:
-            # The question as asked: the hybrid retrieval is tuned and evaluated on whole
-            # questions, and the dense half reads a trailing "?" as part of the intent.
-            query = " ".join(question.split())
-            return (
-                "Thought: I must ground the answer in the case record, so I will search "
-                "the case documents first.\n"
-                f"Action: {_tool_action_name()}\n"
-                f'Action Input: {{"query": {_json_str(query)}}}'
-            )
-        passages = parse_passages(observations[-1]) if observations else []
-        answer = extractive_answer(question, passages, self.max_sentences)
-        if not answer:
-            answer = (
-                "The retrieved documents of this case do not contain a passage that "
-                "answers the question."
-            )
-            thought = "The retrieved passages do not address the question."
-        else:
-            thought = "I now know the final answer"
-        return f"Thought: {thought}\nFinal Answer: {answer}"
-
-    @staticmethod
-    def _question(messages: list[Any]) -> str:
-        for m in messages:
-            text = _message_text(m)
-            for line in text.splitlines():
-                if line.startswith(QUESTION_PREFIX):
-                    return line[len(QUESTION_PREFIX) :].strip()
-        return _message_text(messages[-1])[-500:]
-
-
-def _tool_action_name() -> str:
-    from crewai.utilities.string_utils import sanitize_tool_name
-
-    return sanitize_tool_name(TOOL_NAME)
-
-
-def _json_str(value: str) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
-
-
-def make_llm(settings: Any, cancelled: threading.Event | None = None) -> BaseLLM:
-    """A fresh LLM for one run, from ``settings.llm`` and ``settings.llm_options``.
-
-    ``"offline"`` gives :class:`OfflineExtractiveLLM`; anything else is handed to
-    ``crewai.LLM`` (``openai/...``, ``anthropic/...``, ``ollama/...``; an
-    OpenAI-compatible server via ``llm_options.base_url``), without retries
-    beyond ``max_retries`` and with ``timeout`` seconds per request.
-    """
-    opts = settings.llm_options
-    if settings.llm in ("offline", OFFLINE_MODEL):
-        llm = OfflineExtractiveLLM(model=OFFLINE_MODEL, stream=opts.stream, temperature=0.0)
-        if cancelled is not None:
-            llm.bind_cancel(cancelled)
-        return llm
-
-    from crewai import LLM
-
-    kwargs: dict[str, Any] = {
-        "model": settings.llm,
-        "temperature": opts.temperature,
-        "timeout": opts.timeout,
-        "max_retries": opts.max_retries,
-        "stream": opts.stream,
-    }
-    if opts.base_url:
-        kwargs["base_url"] = opts.base_url
-    if opts.api_key:
-        kwargs["api_key"] = opts.api_key
-    if opts.max_tokens:
-        kwargs["max_tokens"] = opts.max_tokens
-    return LLM(**kwargs)
