@@ -28,7 +28,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from legalstream.agent import env as agent_env
-from legalstream.agent.api import AgentRunner
+from legalstream.agent.api import AgentCounters, AgentRunner, CountingRunner
 from legalstream.audit import configure_audit
 from legalstream.bus import open_bus
 from legalstream.bus.base import BROADCAST, BusUnavailable
@@ -227,8 +227,15 @@ async def _start_services(
     holder["svc"] = svc
     if metrics is not None:
         metrics.bind(svc)
+        metrics.bind_agent_counters(lambda: _agent_counters(runs))
     bus.presence.attach(registry)
     return svc
+
+
+def _agent_counters(runs: RunManager) -> AgentCounters:
+    """The agent's counters for /metrics; none while the agent is not built."""
+    runner = runs.built_runner
+    return runner.counters() if isinstance(runner, CountingRunner) else {}
 
 
 def _load_engine(svc: Services) -> None:

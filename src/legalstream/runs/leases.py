@@ -22,7 +22,7 @@ import anyio
 
 from legalstream.audit import audit_line
 from legalstream.bus.base import BusUnavailable, Leases, RunRecord
-from legalstream.events import ErrorCode, Event, EventType
+from legalstream.events import ErrorCode, Event, EventType, RunFailure
 from legalstream.runs.manager import AGENT_NAME, TASK_NAME
 
 log = logging.getLogger("legalstream.runs")
@@ -35,11 +35,7 @@ def worker_lost_event(record: RunRecord) -> Event:
         agent_name=AGENT_NAME,
         task=TASK_NAME,
         error="the worker running this run stopped; ask again",
-        metadata={
-            "query": record.query,
-            "case_id": record.case_id,
-            "code": str(ErrorCode.WORKER_LOST),
-        },
+        metadata=RunFailure(record.query, record.case_id, str(ErrorCode.WORKER_LOST)).to_payload(),
         run_id=record.run_id,
         code=str(ErrorCode.WORKER_LOST),
     )

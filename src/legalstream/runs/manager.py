@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
 from legalstream.audit import audit_line
 from legalstream.bus.base import Bus, RunRecord, run_topic
-from legalstream.events import ErrorCode, Event, EventType
+from legalstream.events import ErrorCode, Event, EventType, FinalAnswer, RunFailure
 from legalstream.runs.bridge import REMOTE_BRIDGE_SLOTS, ThreadBridge
 from legalstream.runs.ids import RunIds
 from legalstream.runs.threads import RunThreads
@@ -137,6 +137,11 @@ class RunManager:
 
     def bind(self, task_group: TaskGroup) -> None:
         self._tg = task_group
+
+    @property
+    def built_runner(self) -> AgentRunner | None:
+        """The agent runner if it was built already (never builds it)."""
+        return self._runner
 
     def runner(self) -> AgentRunner:
         """The process's agent runner, built on first use (importing CrewAI is slow)."""
@@ -264,7 +269,7 @@ class RunManager:
                 run,
                 EventType.AGENT_EXECUTION_COMPLETE,
                 action="final_answer",
-                output_data={"answer": outcome.answer, "citations": outcome.citations},
+                output_data=FinalAnswer(outcome.answer, outcome.citations).to_payload(),
                 metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
             )
         except RunCancelled:
@@ -288,7 +293,7 @@ class RunManager:
             run,
             EventType.AGENT_EXECUTION_ERROR,
             error=message or "run cancelled",
-            metadata={"query": req.query, "case_id": req.case_id, "code": str(code)},
+            metadata=RunFailure(req.query, req.case_id, str(code)).to_payload(),
             code=str(code),
         )
 
@@ -319,8 +324,8 @@ class RunManager:
         run.final = final
         if final.type is EventType.AGENT_EXECUTION_COMPLETE:
             run.status = "complete"
-            citations = (final.output_data or {}).get("citations") or []
-            run.cited_doc_ids = sorted({c["doc_id"] for c in citations if c.get("doc_id")})
+            cited = FinalAnswer.from_payload(final.output_data).cited()
+            run.cited_doc_ids = sorted({c.doc_id for c in cited if c.doc_id})
         elif final.code == ErrorCode.CANCELLED:
             run.status = "cancelled"
         else:

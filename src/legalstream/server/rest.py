@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from legalstream.bus.base import BROADCAST, UnknownTopic, run_topic
-from legalstream.events import ErrorCode, Event, EventType
+from legalstream.events import ErrorCode, Event, EventType, FinalAnswer
 from legalstream.server.admission import (
     authorize_query,
     charge_history,
@@ -130,7 +130,7 @@ async def query(request: Request) -> Response:
     assert final is not None
     body: dict[str, Any] = {"run_id": run.run_id, "status": run.status}
     if final.type is EventType.AGENT_EXECUTION_COMPLETE:
-        body.update(final.output_data or {})
+        body.update(FinalAnswer.from_payload(final.output_data).to_payload())
         return ORJSONResponse(body)
     body.update({"error": final.error, "code": final.code})
     return ORJSONResponse(body, status_code=499 if run.status == "cancelled" else 502)

@@ -53,6 +53,8 @@ export type ErrorCode =
   | "llm_failed"
   | "retrieval_failed"
   | "run_not_finished"
+  | "history_lost"
+  | "worker_lost"
   | "internal_error";
 
 /** Every server frame: the seed's event structure plus run_id, seq, connection_id. */
