@@ -34,7 +34,7 @@ from legalstream.bus import open_bus
 from legalstream.bus.base import BROADCAST, BusUnavailable
 from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
-from legalstream.server import rest
+from legalstream.server import agui, rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
 from legalstream.server.limits import Limits
@@ -130,6 +130,7 @@ def create_app(
         Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
         Route("/cases", rest.cases, methods=["GET"]),
         Route("/metrics", rest.metrics_endpoint, methods=["GET"]),
+        *agui.routes(settings.agui),
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))

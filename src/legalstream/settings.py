@@ -182,6 +182,16 @@ class AuditSettings(BaseModel):
     path: Path | None = None
 
 
+class AguiSettings(BaseModel):
+    """The AG-UI endpoints (docs/agui.md)."""
+
+    enabled: bool = True
+    #: ``POST <path>`` starts a run; ``GET <path>/runs/{run_id}`` resumes one.
+    path: str = "/agui"
+    #: Seconds without an event after which an SSE stream gets a keepalive comment.
+    keepalive_seconds: float = 15.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LEGALSTREAM_",
@@ -199,6 +209,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     audit: AuditSettings = AuditSettings()
+    agui: AguiSettings = AguiSettings()
     log_level: str = "info"
     #: CrewAI telemetry/tracing; off unless an operator turns it on.
     crewai_telemetry: bool = False
