@@ -21,6 +21,7 @@ import anyio
 from starlette.websockets import WebSocket
 
 from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, UnknownTopic, run_topic
+from legalstream.dialects.agui import lost_history, ws_encoder
 from legalstream.events import ErrorCode, Event, EventType, error_event
 from legalstream.server.admission import authorize_query, may_see, start_query
 from legalstream.server.auth import Principal
@@ -28,6 +29,7 @@ from legalstream.server.connections import ConnectionInfo
 from legalstream.server.follower import EventFilter, RunFollower
 from legalstream.server.outbox import Outbox, Send
 from legalstream.server.protocol import (
+    AGUI,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_TOKEN_EXPIRED,
@@ -236,6 +238,8 @@ class Session:
         )
         events = cmd.events if cmd.events is not None else self._subscription
         allowed = EventFilter(cmd.stream_thinking, events)
+        if cmd.dialect == AGUI:
+            self.outbox.encoders[run.run_id] = ws_encoder(run.run_id, 0, self.id)
         # The opening frames (on the bus already) go out now, in one write and in
         # order with this connection's other replies: an error for its next
         # message cannot overtake them. The bus streams the rest.
@@ -252,6 +256,8 @@ class Session:
 
     async def _resume(self, cmd: ResumeCommand) -> None:
         record = await self._visible_record(cmd.run_id)
+        if cmd.dialect == AGUI and cmd.run_id not in self.info.runs:
+            await self._agui_resume(cmd)
         try:
             history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
         except UnknownTopic:
@@ -260,6 +266,8 @@ class Session:
         for event in plan.send:
             self.send_event(event)
         if plan.follow_after is None:
+            if cmd.run_id not in self.info.runs:
+                self.outbox.encoders.pop(cmd.run_id, None)
             return
         if cmd.run_id in self.info.runs:
             raise ProtocolError(
@@ -272,6 +280,22 @@ class Session:
             backlog=plan.backlog,
             backlog_until=plan.backlog_until,
         )
+
+    async def _agui_resume(self, cmd: ResumeCommand) -> None:
+        """Frames of this run in AG-UI from now on; what is before ``after_seq`` is
+        translated first, unsent (the AG-UI stream at a position depends on it)."""
+        encoder = ws_encoder(cmd.run_id, cmd.after_seq, self.id)
+        self.outbox.encoders[cmd.run_id] = encoder
+        if cmd.after_seq == 0:
+            return
+        try:
+            history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=0)
+        except UnknownTopic:
+            return  # nothing is held: the plan says so (resume_failed)
+        if history.first_seq == 1:
+            encoder.prime(history.events)
+        else:  # what the client has can no longer be translated: RUN_ERROR, the end
+            self.outbox.send_events([lost_history(cmd.run_id, cmd.after_seq, history.first_seq)])
 
     async def _replay(self, cmd: ReplayCommand) -> None:
         record = await self._visible_record(cmd.run_id)
@@ -322,6 +346,7 @@ class Session:
 
     def follower_done(self, follower: RunFollower) -> None:
         self.svc.bus.hub.unfollow(follower.topic, follower)
+        self.outbox.encoders.pop(follower.run_id, None)
         self._follows.pop(follower.run_id, None)
         if follower.run_id in self.info.runs:
             self.info.runs.discard(follower.run_id)

@@ -22,9 +22,13 @@ from legalstream.dialects.agui.translate import (
 from legalstream.dialects.agui.wire import (
     KEEPALIVE,
     MEDIA_TYPE,
+    WS_FRAME_TYPE,
+    AguiFrames,
     event_json,
+    lost_history,
     sse,
     sse_many,
+    ws_encoder,
     ws_frame,
 )
 
@@ -34,6 +38,8 @@ __all__ = [
     "MEDIA_TYPE",
     "RESUME_FAILED",
     "RETRIEVAL_EVENT",
+    "WS_FRAME_TYPE",
+    "AguiFrames",
     "AguiStream",
     "AguiTranslator",
     "BadEventId",
@@ -41,8 +47,10 @@ __all__ = [
     "Position",
     "event_id",
     "event_json",
+    "lost_history",
     "parse_event_id",
     "sse",
     "sse_many",
+    "ws_encoder",
     "ws_frame",
 ]
