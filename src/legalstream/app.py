@@ -34,7 +34,7 @@ from legalstream.bus import open_bus
 from legalstream.bus.base import BROADCAST, BusUnavailable
 from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
-from legalstream.server import agui, rest
+from legalstream.server import agui, asyncapi, openapi, rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
 from legalstream.server.limits import Limits
@@ -131,6 +131,8 @@ def create_app(
         Route("/cases", rest.cases, methods=["GET"]),
         Route("/metrics", rest.metrics_endpoint, methods=["GET"]),
         *agui.routes(settings.agui),
+        Route("/asyncapi.json", asyncapi.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.endpoint, methods=["GET"]),
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))
