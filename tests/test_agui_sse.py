@@ -256,3 +256,14 @@ def test_random_cuts_resume_exactly_once_on_any_worker(tmp_path, redis_bus_setti
         assert (lost, repeated) == (0, 0)
         assert live_cuts >= CUTS // 2, f"only {live_cuts} cuts fell in a running run"
         verify_streams(resumed_streams)
+
+
+def test_an_idle_stream_gets_keepalive_comments(tmp_path):
+    settings = scripted_settings(tmp_path, agui={"keepalive_seconds": 0.05})
+    runner = ScriptedRunner(steps=1, delay=0.3)
+    with live_server(create_app(settings, runner_factory=lambda svc: runner), settings) as srv:
+        response = post(srv, run_input("q"))
+        assert b"\n: keepalive\n\n" in response.content
+        events = parse_sse(response.content)  # comments are not events
+        assert events[-1][1]["type"] == "RUN_FINISHED"
+        verify_streams([[event for _, event in events]])

@@ -59,3 +59,15 @@ async def test_a_query_in_the_ag_ui_dialect_and_resume_after_every_seq(server):
         await ws.send(json.dumps({"query": "Who signed?", "case_id": 1}))
         assert (await recv_json(ws))["type"] == "query_received"
     verify_streams(streams)
+
+
+async def test_an_unknown_dialect_is_an_error_frame(server):
+    async with websockets.connect(server.ws) as ws:
+        await recv_json(ws)
+        for message in (
+            {"query": "q", "case_id": 1, "dialect": "agui"},
+            {"type": "resume", "run_id": "r", "after_seq": 0, "dialect": ["ag-ui"]},
+        ):
+            await ws.send(json.dumps(message))
+            frame = await recv_json(ws)
+            assert frame["type"] == "error" and frame["code"] == "invalid_field", frame
