@@ -28,11 +28,8 @@ from test_auth import bearer, jwt_settings, make_token
 
 
 def scripted_settings(tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(
-        rag={"data_dir": tmp_path / "data", "ingest_sample_on_start": False},
-        runs={"resume_grace_seconds": 10.0},
-        **extra,
-    )
+    extra.setdefault("runs", {"resume_grace_seconds": 10.0})
+    return Settings(rag={"data_dir": tmp_path / "data", "ingest_sample_on_start": False}, **extra)
 
 
 @pytest.fixture
@@ -267,3 +264,13 @@ def test_an_idle_stream_gets_keepalive_comments(tmp_path):
         events = parse_sse(response.content)  # comments are not events
         assert events[-1][1]["type"] == "RUN_FINISHED"
         verify_streams([[event for _, event in events]])
+
+
+def test_a_client_that_hangs_up_cancels_its_run_without_a_grace_period(tmp_path):
+    settings = scripted_settings(tmp_path, runs={"resume_grace_seconds": 0.0})
+    runner = ScriptedRunner(steps=20, delay=0.05)
+    with live_server(create_app(settings, runner_factory=lambda svc: runner), settings) as srv:
+        run_id, received = cut_stream(srv, run_input("q"), 1)
+        assert parse_sse(received) == [] or parse_sse(received)[0][1]["type"] == "RUN_STARTED"
+        events = wait_finished(srv, run_id, deadline=10.0)
+        assert events[-1][1]["type"] == "RUN_ERROR" and events[-1][1]["code"] == "cancelled"

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from ag_ui.core import RunAgentInput
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -146,6 +147,8 @@ async def _sse(
                 items += stream.feed(event)
             if items:
                 yield sse_many(items)
+            # A long history is translated in steps, with other work between them.
+            await anyio.lowlevel.checkpoint()
         if stream.ended or follow_after is None:
             return
         keepalive = svc.settings.agui.keepalive_seconds
