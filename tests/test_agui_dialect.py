@@ -286,3 +286,17 @@ def test_a_resume_whose_history_is_gone_is_run_error_resume_failed():
     assert eid == f"{RUN}:12"
     assert event.type is A.RUN_ERROR and event.code == "resume_failed"
     assert_valid(event_json(event))
+
+
+def test_the_ag_ui_encoder_writes_what_the_sse_framing_relies_on():
+    """wire.sse puts ``id:`` in front of ag-ui-protocol's encoding: one ``data:`` line,
+    a blank line, no ``null`` for absent optional fields (ag_ui.encoder.EventEncoder)."""
+    from ag_ui.core import TextMessageContentEvent
+    from ag_ui.encoder import EventEncoder
+
+    event = TextMessageContentEvent(message_id="m", delta="line one\nline two")
+    encoded = EventEncoder().encode(event)
+    assert encoded.startswith("data: ") and encoded.endswith("\n\n")
+    assert encoded.count("\n") == 2, "EventEncoder no longer writes one data line per event"
+    assert "null" not in encoded, "ag-ui-protocol models no longer leave out absent fields"
+    assert EventEncoder().get_content_type() == "text/event-stream"
