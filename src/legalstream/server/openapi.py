@@ -56,6 +56,14 @@ def _ok(schema: dict[str, Any], media: str = _JSON, description: str = "OK") -> 
     return {"200": {"description": description, "content": {media: {"schema": schema}}}}
 
 
+def _stream(description: str) -> dict[str, Any]:
+    ok = _ok({"type": "string"}, _SSE, description)
+    ok["200"]["headers"] = {
+        "X-Run-Id": {"description": "The run's id (resume it by it).", "schema": {"type": "string"}}
+    }
+    return ok
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {_JSON: {"schema": schema}}}
 
@@ -289,11 +297,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                 "security": _AUTH,
                 "requestBody": _body({"$ref": "#/components/schemas/RunAgentInput"}),
                 "responses": {
-                    **_ok(
-                        {"type": "string"},
-                        _SSE,
-                        "AG-UI events; each has `id: <run_id>:<seq>[.<k>]`.",
-                    ),
+                    **_stream("AG-UI events; each has `id: <run_id>:<seq>[.<k>]`."),
                     **_errors(400, 401, 403, 422, 429, 503),
                 },
             }
@@ -318,7 +322,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    **_ok({"type": "string"}, _SSE, "AG-UI events after the position."),
+                    **_stream("AG-UI events after the position."),
                     **_errors(400, 401, 403, 404, 422, 503),
                 },
             }
