@@ -4,16 +4,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+# Node side of the tests (the AG-UI client, the AsyncAPI parser): tests/js/package-lock.json.
+JS     := tests/js
+JS_STAMP := $(JS)/node_modules/.installed
 
 .PHONY: install run test lint format eval bench bench-quick screenshots clean
 
-install: $(STAMP)
+install: $(STAMP) $(JS_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# From the lockfile only; no install scripts. Without npm the JS tests cannot run
+# (they fail under CI=true), but the Python side still installs.
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(JS) --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error && touch $(JS_STAMP); \
+	else echo "npm not found: skipping $(JS) (the AG-UI and AsyncAPI tests need it)"; fi
 
 run: install
 	$(VENV)/bin/legalstream serve
@@ -46,4 +56,4 @@ screenshots: install
 	LEGALSTREAM_SCREENSHOTS=$(CURDIR)/docs/img $(VENV)/bin/pytest -q tests/test_web.py -k browser
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache $(JS)/node_modules

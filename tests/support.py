@@ -151,9 +151,37 @@ def live_server(app: Any, settings: Settings, **overrides: Any) -> Iterator[Live
 
 
 async def recv_json(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """The next frame; it must validate against docs/asyncapi.json's schema of its type."""
     import asyncio
 
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+    frame = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+    check_frame(frame)
+    return frame
+
+
+_FRAME_VALIDATORS: dict[str, Any] = {}
+
+
+def check_frame(frame: dict[str, Any]) -> None:
+    """``frame`` is one of the server frames the AsyncAPI document describes."""
+    if not _FRAME_VALIDATORS:
+        from jsonschema import Draft7Validator
+
+        from legalstream.server.asyncapi import asyncapi_document
+
+        messages = asyncapi_document()["components"]["messages"]
+        for name, message in messages.items():
+            if name.startswith("frame."):
+                payload = message["payload"]
+                _FRAME_VALIDATORS[payload["properties"]["type"]["const"]] = Draft7Validator(payload)
+    validator = _FRAME_VALIDATORS.get(frame.get("type"))  # type: ignore[arg-type]
+    assert validator is not None, f"frame type {frame.get('type')!r} is not in docs/asyncapi.json"
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(frame)
+    ]
+    assert not errors, (
+        f"{frame.get('type')} frame breaks its AsyncAPI schema: {errors[:5]}\n{frame}"
+    )
 
 
 async def collect_run(ws: Any, timeout: float = 30.0) -> list[dict[str, Any]]:

@@ -41,6 +41,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "legalstream.runs": ("legalstream.server", "legalstream.rag", "legalstream.app"),
     "legalstream.server": ("legalstream.agent", "legalstream.rag", "legalstream.app"),
+    # An encoding of the run's event stream at the edge: pure, over events.py only.
+    "legalstream.dialects": (
+        "legalstream.server",
+        "legalstream.bus",
+        "legalstream.runs",
+        "legalstream.agent",
+        "legalstream.rag",
+        "legalstream.app",
+    ),
 }
 #: Third-party packages a part must never import (it would then know what it must not).
 FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -49,6 +58,7 @@ FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {
     "legalstream.agent": ("starlette", "uvicorn", "redis"),
     "legalstream.rag": ("starlette", "uvicorn", "crewai", "redis"),
     "legalstream.runs": ("starlette", "uvicorn", "crewai"),
+    "legalstream.dialects": ("starlette", "uvicorn", "crewai", "redis", "llama_index"),
 }
 #: The only module of runs/ that may reach into agent/, and only its API.
 RUNS_MAY_IMPORT_FROM_AGENT = ("legalstream.agent.api",)

@@ -36,7 +36,7 @@ from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
 from legalstream.runs.ids import RunIds, deployment_secret
 from legalstream.runs.leases import LeaseKeeper
-from legalstream.server import rest
+from legalstream.server import agui, asyncapi, openapi, rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
 from legalstream.server.limits import Limits
@@ -134,6 +134,9 @@ def create_app(
         Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
         Route("/cases", rest.cases, methods=["GET"]),
         Route("/metrics", rest.metrics_endpoint, methods=["GET"]),
+        *agui.routes(settings.agui),
+        Route("/asyncapi.json", asyncapi.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.endpoint, methods=["GET"]),
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=WEB_DIR), name="static"))

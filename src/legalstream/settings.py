@@ -29,7 +29,8 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     #: uvicorn worker processes for `legalstream serve`; more than one needs
-    #: rag.store = "qdrant" and the Redis bus (docs/deploy.md).
+    #: `rag.store = "qdrant"` (the embedded Qdrant Edge store belongs to one
+    #: process) and the Redis bus (docs/deploy.md).
     workers: int = 1
     #: uvicorn WebSocket implementation; bench/fanout.py measured the choices.
     ws_impl: Literal["websockets-sansio", "websockets", "wsproto", "auto"] = "websockets-sansio"
@@ -51,9 +52,10 @@ class ServerSettings(BaseModel):
     request_head_timeout: float = 10.0
     #: Largest request head (request line and headers); larger gets 431.
     max_request_head_bytes: int = 64 * 1024
-    #: Connections whose request head is not complete yet, per client address
-    #: and in total; past either, new connections are reset at once.
+    #: Connections whose request head is not complete yet, per client address;
+    #: past it, that address's new connections are reset at once.
     max_unfinished_requests_per_ip: int = 256
+    #: The same, all addresses together.
     max_unfinished_requests: int = 4096
     #: The listen backlog; also how many connections one turn of the event loop
     #: accepts at most (asyncio), so it bounds how long a flood of connection
@@ -207,6 +209,16 @@ class AuditSettings(BaseModel):
     path: Path | None = None
 
 
+class AguiSettings(BaseModel):
+    """The AG-UI endpoints (docs/agui.md)."""
+
+    enabled: bool = True
+    #: ``POST <path>`` starts a run; ``GET <path>/runs/{run_id}`` resumes one.
+    path: str = "/agui"
+    #: Seconds without an event after which an SSE stream gets a keepalive comment.
+    keepalive_seconds: float = 15.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LEGALSTREAM_",
@@ -224,6 +236,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     audit: AuditSettings = AuditSettings()
+    agui: AguiSettings = AguiSettings()
     log_level: str = "info"
     #: CrewAI telemetry/tracing; off unless an operator turns it on.
     crewai_telemetry: bool = False

@@ -61,7 +61,7 @@ test("ask resolves with the answer and citations; on('*') sees every frame in or
   const result = await client.ask("Who signed the agreement?", 1);
   assert.equal(result.answer, "Scripted answer to: Who signed the agreement?");
   assert.deepEqual(result.citations, [{ doc_id: "case-1/x", quote: "q" }]);
-  assert.match(result.runId, /^[0-9a-f]{32}$/);
+  assert.match(result.runId, /^[0-9a-f]{48}$/); // a UUID and its signature
   const runFrames = frames.filter((f) => f.run_id === result.runId);
   assert.deepEqual(
     runFrames.map((f) => f.seq),

@@ -77,6 +77,13 @@ class Outbox:
         #: Set when frames arrive for a writer that waits between a run's bursts.
         self._more: anyio.Event | None = None
         self.closed = False
+        #: run_id -> encoder of that run's frames in another dialect (AG-UI);
+        #: runs not named here get the seed's frames.
+        self.encoders: dict[str, Callable[[list[Event]], list[bytes]]] = {}
+
+    def _frames(self, events: list[Event]) -> list[bytes]:
+        encode = self.encoders.get(events[0].run_id or "") if self.encoders else None
+        return frames_for(events, self._id) if encode is None else encode(events)
 
     @property
     def depth(self) -> int:
@@ -88,10 +95,14 @@ class Outbox:
             return
         queue = self._queue
         frames: list[bytes] | None = None
+        if not events:
+            return
         if not queue and not self._writer_holds and self._write_nowait is not None:
             # Nothing of ours is queued, so these overtake nothing: write them in
             # place when the transport takes them (uvicorn_ext's write_nowait).
-            frames = frames_for(events, self._id)
+            frames = self._frames(events)
+            if not frames:
+                return
             if self._write_nowait(frames):
                 info = self.info
                 info.messages_sent += len(frames)
@@ -105,7 +116,11 @@ class Outbox:
                 self._metrics.frame_dropped()
             self._on_overflow()
             return
-        queue.extend(frames if frames is not None else frames_for(events, self._id))
+        if frames is None:
+            frames = self._frames(events)
+            if not frames:
+                return
+        queue.extend(frames)
         self.info.queue_depth = len(queue)
         if self._metrics is not None:
             self._metrics.events_delivered(events)

@@ -17,6 +17,14 @@ from legalstream.events import ErrorCode, EventType
 
 _KNOWN_EVENTS = frozenset(t.value for t in EventType)
 
+#: Encodings a client may ask a run's frames in (``dialect``): the seed's frames,
+#: or AG-UI events (legalstream.dialects.agui; docs/agui.md).
+DIALECTS = ("legalstream", "ag-ui")
+AGUI = "ag-ui"
+
+#: Longest ``run_id`` a message may name (server-made ids are 32 hex digits).
+MAX_RUN_ID_CHARS = 64
+
 # Close codes (RFC 6455 and ours); docs/protocol.md says when each is used.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -57,6 +65,7 @@ class QueryCommand:
     case_id: int
     stream_thinking: bool = True
     events: frozenset[str] | None = None
+    dialect: str = "legalstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,7 @@ class ResumeCommand:
     after_seq: int
     stream_thinking: bool = True
     events: frozenset[str] | None = None
+    dialect: str = "legalstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,7 @@ def parse_command(data: Any, *, max_query_chars: int) -> Command:
                 _seq(data, "after_seq"),
                 _bool(data, "stream_thinking", True),
                 _events(data),
+                _dialect(data),
             )
         case "replay":
             return ReplayCommand(_run_id(data), _seq(data, "after_seq"))
@@ -153,7 +164,9 @@ def _query(data: dict[str, Any], max_query_chars: int) -> QueryCommand:
         raise ProtocolError(ErrorCode.INVALID_CASE_ID, "'case_id' is required (an integer)")
     if isinstance(case_id, bool) or not isinstance(case_id, int) or not 0 <= case_id < 2**53:
         raise ProtocolError(ErrorCode.INVALID_CASE_ID, "'case_id' must be a non-negative integer")
-    return QueryCommand(query, case_id, _bool(data, "stream_thinking", True), _events(data))
+    return QueryCommand(
+        query, case_id, _bool(data, "stream_thinking", True), _events(data), _dialect(data)
+    )
 
 
 def _bool(data: dict[str, Any], key: str, default: bool) -> bool:
@@ -167,7 +180,7 @@ def _bool(data: dict[str, Any], key: str, default: bool) -> bool:
 
 def _run_id(data: dict[str, Any]) -> str:
     run_id = data.get("run_id")
-    if not isinstance(run_id, str) or not run_id or len(run_id) > 64:
+    if not isinstance(run_id, str) or not run_id or len(run_id) > MAX_RUN_ID_CHARS:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "'run_id' must be a run id string")
     return run_id
 
@@ -176,6 +189,17 @@ def _seq(data: dict[str, Any], key: str) -> int:
     value = data.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"'{key}' must be a non-negative integer")
+    return value
+
+
+def _dialect(data: dict[str, Any]) -> str:
+    value = data.get("dialect", DIALECTS[0])
+    if value is None:
+        return DIALECTS[0]
+    if value not in DIALECTS:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"'dialect' must be one of {', '.join(DIALECTS)}"
+        )
     return value
 
 

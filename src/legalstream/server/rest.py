@@ -37,7 +37,8 @@ def error(status: int, code: str, message: str, **extra: Any) -> Response:
     return ORJSONResponse({"error": message, "code": code, **extra}, status_code=status)
 
 
-async def _principal(request: Request, scope: str) -> Principal:
+async def require_scope(request: Request, scope: str) -> Principal:
+    """The request's principal; 401 without valid credentials, 403 without ``scope``."""
     svc = services(request)
     principal, _ = await svc.auth.authenticate(request)
     if not principal.has_scope(scope):
@@ -45,7 +46,8 @@ async def _principal(request: Request, scope: str) -> Principal:
     return principal
 
 
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
+    """The request's JSON body, at most ``MAX_BODY`` bytes (``ProtocolError`` otherwise)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -60,7 +62,7 @@ async def _json_body(request: Request) -> Any:
 
 
 async def status(request: Request) -> Response:
-    await _principal(request, "status")
+    await require_scope(request, "status")
     svc = services(request)
     connections = await _all_connections(svc)
     return ORJSONResponse({"active_connections": len(connections), "connections": connections})
@@ -71,9 +73,9 @@ async def _all_connections(svc: Services) -> list[dict[str, Any]]:
 
 
 async def broadcast(request: Request) -> Response:
-    await _principal(request, "admin")
+    await require_scope(request, "admin")
     svc = services(request)
-    data = await _json_body(request)
+    data = await json_body(request)
     if not isinstance(data, dict):
         return error(422, ErrorCode.INVALID_MESSAGE, "body must be a JSON object")
     message, kind = data.get("message"), data.get("type", "notification")
@@ -111,11 +113,9 @@ async def ready(request: Request) -> Response:
 
 async def query(request: Request) -> Response:
     """The non-streaming interface: same body as the WebSocket query, one JSON answer."""
-    principal = await _principal(request, "query")
+    principal = await require_scope(request, "query")
     svc = services(request)
-    cmd = parse_query(
-        await _json_body(request), max_query_chars=svc.settings.server.max_query_chars
-    )
+    cmd = parse_query(await json_body(request), max_query_chars=svc.settings.server.max_query_chars)
     cmd = dataclasses.replace(cmd, stream_thinking=False)
     client_ip = request.client.host if request.client else None
     authorize_query(principal, cmd, client_ip=client_ip)
@@ -137,7 +137,7 @@ async def query(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    principal = await _principal(request, "query")
+    principal = await require_scope(request, "query")
     svc = services(request)
     case_param = request.query_params.get("case_id")
     case_id: int | None = None
@@ -156,7 +156,7 @@ async def list_runs(request: Request) -> Response:
 
 
 async def run_events(request: Request) -> Response:
-    principal = await _principal(request, "query")
+    principal = await require_scope(request, "query")
     svc = services(request)
     run_id = request.path_params["run_id"]
     record = await svc.bus.records.get(run_id)
@@ -179,7 +179,7 @@ async def run_events(request: Request) -> Response:
 
 
 async def cases(request: Request) -> Response:
-    principal = await _principal(request, "query")
+    principal = await require_scope(request, "query")
     svc = services(request)
     engine = svc.engine
     if engine is None:
@@ -201,7 +201,7 @@ async def cases(request: Request) -> Response:
 async def ticket(request: Request) -> Response:
     """``POST /ws/ticket``: trade a bearer token for a single-use handshake ticket."""
     svc = services(request)
-    principal = await _principal(request, "query")
+    principal = await require_scope(request, "query")
     if svc.limits is not None:
         await svc.limits.check_ticket(principal)
     try:
@@ -228,5 +228,5 @@ async def metrics_endpoint(request: Request) -> Response:
         return Response("metrics are not enabled\n", status_code=404, media_type="text/plain")
     svc = getattr(request.app.state, "services", None)
     if svc is not None and svc.settings.auth.mode != "none":
-        await _principal(request, "status")
+        await require_scope(request, "status")
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -27,6 +27,7 @@ from legalstream.bus.base import (
     UnknownTopic,
     run_topic,
 )
+from legalstream.dialects.agui import lost_history, ws_encoder
 from legalstream.events import ErrorCode, Event, EventType, error_event
 from legalstream.server.admission import (
     authorize_query,
@@ -40,6 +41,7 @@ from legalstream.server.connections import ConnectionInfo
 from legalstream.server.follower import EventFilter, RunFollower
 from legalstream.server.outbox import Outbox, Send
 from legalstream.server.protocol import (
+    AGUI,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     CLOSE_TOKEN_EXPIRED,
@@ -248,6 +250,8 @@ class Session:
         )
         events = cmd.events if cmd.events is not None else self._subscription
         allowed = EventFilter(cmd.stream_thinking, events)
+        if cmd.dialect == AGUI:
+            self.outbox.encoders[run.run_id] = ws_encoder(run.run_id, 0, self.id)
         # The opening frames (on the bus already) go out now, in one write and in
         # order with this connection's other replies: an error for its next
         # message cannot overtake them. The bus streams the rest.
@@ -268,9 +272,13 @@ class Session:
     async def _resume(self, cmd: ResumeCommand) -> None:
         record = await self._visible_record(cmd.run_id)
         await check_replay(self.svc, self.principal)
+        if cmd.dialect == AGUI and cmd.run_id not in self.info.runs:
+            await self._agui_resume(cmd)
         if record is None:
             for event in plan_lost_history(cmd.run_id, cmd.after_seq).send:
                 self.send_event(event)
+            if cmd.run_id not in self.info.runs:
+                self.outbox.encoders.pop(cmd.run_id, None)
             return
         try:
             history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=cmd.after_seq)
@@ -281,6 +289,8 @@ class Session:
         for event in plan.send:
             self.send_event(event)
         if plan.follow_after is None:
+            if cmd.run_id not in self.info.runs:
+                self.outbox.encoders.pop(cmd.run_id, None)
             return
         if cmd.run_id in self.info.runs:
             raise ProtocolError(
@@ -293,6 +303,22 @@ class Session:
             backlog=plan.backlog,
             backlog_until=plan.backlog_until,
         )
+
+    async def _agui_resume(self, cmd: ResumeCommand) -> None:
+        """Frames of this run in AG-UI from now on; what is before ``after_seq`` is
+        translated first, unsent (the AG-UI stream at a position depends on it)."""
+        encoder = ws_encoder(cmd.run_id, cmd.after_seq, self.id)
+        self.outbox.encoders[cmd.run_id] = encoder
+        if cmd.after_seq == 0:
+            return
+        try:
+            history = await self.svc.bus.hub.history(run_topic(cmd.run_id), after_seq=0)
+        except UnknownTopic:
+            return  # nothing is held: the plan says so (resume_failed)
+        if history.first_seq == 1:
+            encoder.prime(history.events)
+        else:  # what the client has can no longer be translated: RUN_ERROR, the end
+            self.outbox.send_events([lost_history(cmd.run_id, cmd.after_seq, history.first_seq)])
 
     async def _replay(self, cmd: ReplayCommand) -> None:
         record = await self._visible_record(cmd.run_id)
@@ -349,6 +375,7 @@ class Session:
 
     def follower_done(self, follower: RunFollower) -> None:
         self.svc.bus.hub.unfollow(follower.topic, follower)
+        self.outbox.encoders.pop(follower.run_id, None)
         self._follows.pop(follower.run_id, None)
         if follower.run_id in self.info.runs:
             self.info.runs.discard(follower.run_id)
