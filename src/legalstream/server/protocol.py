@@ -22,7 +22,7 @@ _KNOWN_EVENTS = frozenset(t.value for t in EventType)
 DIALECTS = ("legalstream", "ag-ui")
 AGUI = "ag-ui"
 
-#: Longest ``run_id`` a message may name (server-made ids are 32 hex digits).
+#: Longest ``run_id`` a message may name (server-made ids are 48 hex digits).
 MAX_RUN_ID_CHARS = 64
 
 # Close codes (RFC 6455 and ours); docs/protocol.md says when each is used.
