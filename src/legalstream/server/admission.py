@@ -73,7 +73,7 @@ async def check_replay(svc: Services, principal: Principal) -> None:
 
 async def charge_history(svc: Services, principal: Principal, events: list[Event]) -> None:
     """The bytes of stored history about to be sent count against the user's budget."""
-    if svc.limits is not None and events:
+    if svc.limits is not None and svc.limits.enabled and events:
         nbytes = sum(len(event.encoded) for event in events)
         _limited(await svc.limits.charge_replay(principal, nbytes))
 
