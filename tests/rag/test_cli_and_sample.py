@@ -23,8 +23,8 @@ def test_cli_commands(tmp_path: Path, two_cases: tuple[Path, Path]) -> None:
     assert "failed" in out.getvalue() and "broken.pdf" in out.getvalue()
     assert ingest_command(settings, tmp_path / "missing", 2, None, console=con) == 2
     assert cases_command(settings, console=con) == 0
-    assert delete_command(settings, 2, "case-2/supply-agreement", console=con) == 0
-    assert delete_command(settings, 2, "case-2/supply-agreement", console=con) == 1
+    assert delete_command(settings, 2, "case-2/supply-agreement.md", console=con) == 0
+    assert delete_command(settings, 2, "case-2/supply-agreement.md", console=con) == 1
     assert delete_command(settings, 1, console=con) == 0
     assert "deleted case 1" in out.getvalue()
 

@@ -1,17 +1,36 @@
-"""RetrievalEngine: the one object other modules use for case-file retrieval."""
+"""RetrievalEngine: the one object other modules use for case-file retrieval.
+
+Every method is synchronous and safe to call from worker threads (a server runs
+them with ``anyio.to_thread.run_sync``). Searches run concurrently; ingests and
+deletes are serialised by one lock. Long ingests report progress through a
+callback (:mod:`legalstream.rag.progress`).
+"""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from legalstream.rag import fusion
 from legalstream.rag.citations import Citation
 from legalstream.rag.embed import EmbeddingAdapter, make_embedding
-from legalstream.rag.ingest import FileResult, Ingestor, IngestReport
-from legalstream.rag.store import Bm25Encoder, ChunkStore, Mode, QuerySpec
+from legalstream.rag.ingest import (
+    FileResult,
+    Ingestor,
+    IngestReport,
+    Source,
+    card_vector,
+    path_sources,
+    upload_doc_id,
+)
+from legalstream.rag.progress import ProgressCallback
+from legalstream.rag.router import DocumentRouter, Route
+from legalstream.rag.store import ArmQuery, Bm25Encoder, ChunkStore, Mode, QuerySpec
 
 if TYPE_CHECKING:
     from legalstream.settings import RagSettings
@@ -19,11 +38,24 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "dense", "bm25")
 
 
+class UnknownCase(LookupError):
+    """The case does not exist (no title recorded and no documents)."""
+
+
+class UnknownDocument(LookupError):
+    """The document is not in the case."""
+
+
 @dataclass(frozen=True, slots=True)
 class CaseInfo:
     case_id: int
     documents: int
     chunks: int
+    title: str | None = None
+    created_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +68,54 @@ class DocumentInfo:
     pages: int | None
     content_hash: str
     source_path: str | None
+    #: "pdf" | "docx" | "html" | "markdown" | "text"
+    file_type: str | None = None
+    #: Size of the file as ingested.
+    size_bytes: int | None = None
+    #: Unix time of the last write of this document.
+    ingested_at: float | None = None
+    #: The file's name as given (upload name, or its path inside the ingested folder).
+    source_name: str | None = None
+    #: What the parsing library said about the file.
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        data = asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_payload(cls, d: dict[str, Any]) -> DocumentInfo:
+        return cls(
+            doc_id=str(d["doc_id"]),
+            case_id=int(d["case_id"]),
+            title=str(d.get("title") or d["doc_id"]),
+            chunks=int(d.get("chunks") or 0),
+            chars=int(d.get("chars") or 0),
+            pages=d.get("pages"),
+            content_hash=str(d.get("content_hash") or ""),
+            source_path=d.get("source_path"),
+            file_type=d.get("file_type"),
+            size_bytes=d.get("size_bytes"),
+            ingested_at=d.get("ingested_at"),
+            source_name=d.get("source_name"),
+            warnings=tuple(d.get("warnings") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentText:
+    """One document's metadata and the source text its citations index into."""
+
+    info: DocumentInfo
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "text": self.text}
 
 
 class RetrievalEngine:
-    """Ingest, search (filtered by case inside Qdrant) and manage case documents.
-
-    ``search`` is synchronous and thread-safe: CrewAI tool calls run it from many
-    worker threads at once. Ingest and deletes are serialised by one lock.
-    """
+    """Ingest, search (filtered by case inside Qdrant) and manage cases and documents."""
 
     def __init__(
         self,
@@ -61,6 +130,9 @@ class RetrievalEngine:
         rrf_k: int = 10,
         rrf_weights: tuple[float, float] | None = None,
         model_name: str = "minilm-onnx",
+        route_documents: bool = True,
+        per_doc_share: float | None = 0.5,
+        router: DocumentRouter | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -69,8 +141,12 @@ class RetrievalEngine:
         self.prefetch = prefetch
         self.rrf_k = rrf_k
         self.rrf_weights = rrf_weights
-        # BM25 length normalisation wants the typical chunk length in tokens (~5.5 chars each).
-        self.bm25 = Bm25Encoder(avg_len=max(32.0, chunk_size / 5.5))
+        self.route_documents = route_documents
+        #: In a whole-case search, at most this share of k (rounded up) from one document.
+        self.per_doc_share = per_doc_share
+        self.router = router or DocumentRouter()
+        # BM25 length normalisation wants the typical unit length in tokens (~5.5 chars each).
+        self.bm25 = Bm25Encoder(avg_len=max(32.0, min(chunk_size, 400) / 5.5))
         self._ingestor = Ingestor(
             store,
             embedder,
@@ -124,7 +200,15 @@ class RetrievalEngine:
         )
 
     # search ------------------------------------------------------------------------
-    def query_spec(self, query: str, case_id: int, *, k: int | None, mode: str | None) -> QuerySpec:
+    def query_spec(
+        self,
+        query: str,
+        case_id: int,
+        *,
+        k: int | None,
+        mode: str | None,
+        doc_ids: list[str] | None = None,
+    ) -> QuerySpec:
         mode = mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -139,21 +223,71 @@ class RetrievalEngine:
             mode=mode,  # type: ignore[arg-type]
             dense=dense,
             sparse=sparse,
-            prefetch=max(self.prefetch, k),
+            prefetch=max(self.prefetch, 2 * k),
             rrf_k=self.rrf_k,
             rrf_weights=self.rrf_weights,
+            doc_ids=doc_ids,
         )
 
+    def route(self, query: str, case_id: int) -> Route:
+        """The document of ``case_id`` that ``query`` names, if it names one."""
+        cards = []
+        for d in self.store.list_documents(int(case_id), fields=["doc_id", "card"]):
+            vec = card_vector(d)
+            if vec is not None:
+                cards.append((str(d["doc_id"]), vec))
+        cards.sort()
+        return self.router.route(self.bm25.query(query), cards)
+
     def search(
-        self, query: str, case_id: int, *, k: int | None = None, mode: str | None = None
+        self,
+        query: str,
+        case_id: int,
+        *,
+        k: int | None = None,
+        mode: str | None = None,
+        doc_ids: list[str] | None = None,
     ) -> list[Citation]:
-        """Top-k chunks of case ``case_id`` for ``query``; the case filter runs inside Qdrant."""
+        """Top-k units of case ``case_id`` for ``query``, best first.
+
+        The case filter (and ``doc_ids``, when given) runs inside Qdrant. Without
+        ``doc_ids``, a query that names one document of the case is answered from
+        that document; otherwise no document fills more than its share of k. The
+        same query on the same data returns the same list, in any process.
+        """
         if not query or not query.strip():
             return []
-        spec = self.query_spec(query, case_id, k=k, mode=mode)
-        if spec.mode == "bm25" and spec.sparse is not None and not spec.sparse.indices:
-            return []  # only stopwords: BM25 has nothing to match
-        return [Citation.from_payload(p, s) for p, s in self.store.query(spec)]
+        if doc_ids is None and self.route_documents:
+            routed = self.route(query, case_id).doc_id
+            if routed is not None:
+                doc_ids = [routed]
+        spec = self.query_spec(query, case_id, k=k, mode=mode, doc_ids=doc_ids)
+        if doc_ids is None and self.per_doc_share is not None:
+            spec.per_doc = max(1, math.ceil(spec.k * self.per_doc_share))
+        return self.run(spec)
+
+    def run(self, spec: QuerySpec) -> list[Citation]:
+        """Execute a prepared query: arms from the store, fused and selected here."""
+        arms: list[ArmQuery] = []
+        if spec.mode in ("hybrid", "dense") and spec.dense is not None:
+            arms.append(ArmQuery("dense", dense=spec.dense))
+        if spec.mode in ("hybrid", "bm25") and spec.sparse is not None and spec.sparse.indices:
+            arms.append(ArmQuery("bm25", sparse=spec.sparse))
+        if not arms:
+            return []  # only stopwords for BM25: nothing to match
+        results = self.store.search_arms(spec.case_id, arms, spec.prefetch, spec.doc_ids)
+        if len(arms) == 2:
+            weights = spec.rrf_weights
+            fused = fusion.rrf(results, k=spec.rrf_k, weights=weights)
+        else:
+            fused = fusion.single(results[0])
+        chosen = fusion.select(fused, spec.k, spec.per_doc)
+        payloads = self.store.payloads([f.point_id for f in chosen])
+        return [
+            Citation.from_payload(payloads[f.point_id], f.score)
+            for f in chosen
+            if f.point_id in payloads
+        ]
 
     def retriever(self, case_id: int, *, k: int | None = None, mode: str | None = None) -> Any:
         """A LlamaIndex BaseRetriever bound to one case."""
@@ -161,53 +295,150 @@ class RetrievalEngine:
 
         return CaseRetriever(self, case_id, k=k, mode=mode)
 
-    # documents -----------------------------------------------------------------------
-    def ingest_path(
-        self, path: str | Path, case_id: int, *, title: str | None = None, progress: bool = False
-    ) -> IngestReport:
+    # cases -------------------------------------------------------------------------
+    def create_case(self, case_id: int, title: str | None = None) -> CaseInfo:
+        """Record a case (or retitle it). Idempotent; documents are untouched."""
         with self._write:
-            report = self._ingestor.ingest_path(
-                Path(path), int(case_id), title=title, progress=progress
+            existing = self.store.get_case(int(case_id)) or {}
+            self.store.upsert_case(
+                int(case_id),
+                {
+                    "title": title if title is not None else existing.get("title"),
+                    "created_at": existing.get("created_at") or time.time(),
+                },
             )
             self.store.flush()
-            return report
+        return self.case(int(case_id))
+
+    def case_exists(self, case_id: int) -> bool:
+        """True when the case was created or has documents."""
+        cid = int(case_id)
+        return self.store.get_case(cid) is not None or bool(
+            self.store.list_documents(cid, fields=["doc_id"])
+        )
+
+    def case(self, case_id: int) -> CaseInfo:
+        """One case's title and counts; raises :class:`UnknownCase`."""
+        cid = int(case_id)
+        record = self.store.get_case(cid)
+        docs = self.store.list_documents(cid, fields=["doc_id"])
+        if record is None and not docs:
+            raise UnknownCase(f"no case {cid}")
+        record = record or {}
+        return CaseInfo(
+            cid,
+            len(docs),
+            self.store.count_chunks(cid),
+            record.get("title"),
+            record.get("created_at"),
+        )
 
     def cases(self) -> list[CaseInfo]:
+        """Every case with a record or documents, by case id."""
         per_case: dict[int, int] = {}
-        for doc in self.store.list_documents(None):
+        for doc in self.store.list_documents(None, fields=["case_id"]):
             cid = int(doc["case_id"])
             per_case[cid] = per_case.get(cid, 0) + 1
+        records = {int(c["case_id"]): c for c in self.store.list_cases()}
         return [
-            CaseInfo(cid, n, self.store.count_chunks(cid)) for cid, n in sorted(per_case.items())
+            CaseInfo(
+                cid,
+                per_case.get(cid, 0),
+                self.store.count_chunks(cid) if per_case.get(cid) else 0,
+                records.get(cid, {}).get("title"),
+                records.get(cid, {}).get("created_at"),
+            )
+            for cid in sorted(set(per_case) | set(records))
         ]
 
+    def delete_case(self, case_id: int) -> int:
+        """Remove a case: its record and every document; returns the chunks deleted."""
+        with self._write:
+            n = self.store.delete_case(int(case_id))
+            self.store.flush()
+            return n
+
+    # documents -----------------------------------------------------------------------
+    def ingest_path(
+        self,
+        path: str | Path,
+        case_id: int,
+        *,
+        title: str | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest a file or every file under a folder into ``case_id``.
+
+        ``title`` names the document when ``path`` is one file. ``progress=True``
+        draws a terminal progress bar (CLI); ``on_progress`` gets per-document
+        :class:`~legalstream.rag.progress.IngestProgress` events.
+        """
+        path = Path(path)
+        if not path.exists() and not path.is_symlink():
+            report = IngestReport()
+            report.files.append(FileResult(str(path), "failed", error="no such file or folder"))
+            return report
+        return self._ingest(path_sources(path), int(case_id), title, progress, on_progress)
+
+    def ingest_bytes(
+        self,
+        name: str,
+        data: bytes,
+        case_id: int,
+        *,
+        title: str | None = None,
+        doc_id: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest one uploaded file; ``name`` (its file name) selects the format.
+
+        Its id is ``case-<case_id>/<name>`` unless ``doc_id`` is given: uploading
+        a file of the same name into the same case replaces it.
+        """
+        source = Source(name, doc_id or upload_doc_id(int(case_id), name), data=data)
+        return self._ingest([source], int(case_id), title, False, on_progress)
+
+    def _ingest(
+        self,
+        sources: list[Source],
+        case_id: int,
+        title: str | None,
+        progress: bool,
+        on_progress: ProgressCallback | None,
+    ) -> IngestReport:
+        callback = on_progress
+        bar = None
+        if progress:
+            from legalstream.rag.progress_bar import ChunkProgressBar
+
+            bar = ChunkProgressBar()
+            callback = bar.chain(on_progress)
+        try:
+            with self._write:
+                report = self._ingestor.ingest(sources, case_id, title=title, on_progress=callback)
+                self.store.flush()
+        finally:
+            if bar is not None:
+                bar.close()
+        return report
+
     def documents(self, case_id: int) -> list[DocumentInfo]:
-        docs = [
-            DocumentInfo(
-                doc_id=str(d["doc_id"]),
-                case_id=int(d["case_id"]),
-                title=str(d.get("title") or d["doc_id"]),
-                chunks=int(d.get("chunks") or 0),
-                chars=int(d.get("chars") or 0),
-                pages=d.get("pages"),
-                content_hash=str(d.get("content_hash") or ""),
-                source_path=d.get("source_path"),
-            )
-            for d in self.store.list_documents(int(case_id))
-        ]
+        """The case's documents, by id (no source text)."""
+        docs = [DocumentInfo.from_payload(d) for d in self.store.list_documents(int(case_id))]
         return sorted(docs, key=lambda d: d.doc_id)
+
+    def document(self, case_id: int, doc_id: str) -> DocumentText:
+        """One document's metadata and source text; raises :class:`UnknownDocument`."""
+        d = self.store.get_document(int(case_id), doc_id)
+        if d is None:
+            raise UnknownDocument(f"no document {doc_id!r} in case {case_id}")
+        return DocumentText(DocumentInfo.from_payload(d), str(d.get("source_text") or ""))
 
     def delete_document(self, case_id: int, doc_id: str) -> int:
         """Remove one document; returns the number of chunks deleted."""
         with self._write:
             n = self.store.delete_document(int(case_id), doc_id)
-            self.store.flush()
-            return n
-
-    def delete_case(self, case_id: int) -> int:
-        """Remove every document of a case; returns the number of chunks deleted."""
-        with self._write:
-            n = self.store.delete_case(int(case_id))
             self.store.flush()
             return n
 
@@ -230,7 +461,7 @@ class RetrievalEngine:
 
 
 def ensure_sample_corpus(engine: RetrievalEngine, sample_dir: Path) -> IngestReport | None:
-    """Ingest ``sample_dir`` per its ``cases.toml``; unchanged documents are skipped.
+    """Ingest ``sample_dir`` per its ``cases.toml`` (titles included); unchanged documents skip.
 
     Returns None when there is no sample corpus to ingest.
     """
@@ -245,5 +476,10 @@ def ensure_sample_corpus(engine: RetrievalEngine, sample_dir: Path) -> IngestRep
         if not folder.is_dir():
             report.files.append(FileResult(str(folder), "failed", error="case folder missing"))
             continue
-        report.merge(engine.ingest_path(folder, int(case["id"])))
+        cid = int(case["id"])
+        title = case.get("title")
+        record = engine.store.get_case(cid)
+        if record is None or (title and record.get("title") != title):
+            engine.create_case(cid, title)
+        report.merge(engine.ingest_path(folder, cid))
     return report

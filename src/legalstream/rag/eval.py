@@ -29,7 +29,8 @@ def _norm(s: str) -> str:
 
 
 def is_hit(c: Citation, labels: list[str], gold_doc: str, gold_section: str | None) -> bool:
-    if c.doc_id.rsplit("/", 1)[-1] != gold_doc and c.doc_id != gold_doc:
+    name = c.doc_id.rsplit("/", 1)[-1]
+    if gold_doc not in (name, name.rsplit(".", 1)[0], c.doc_id):
         return False
     if not gold_section:
         return True
@@ -57,12 +58,10 @@ def evaluate(
     r1 = r5 = rr = 0.0
     misses: list[dict[str, Any]] = []
     for q in questions:
-        spec = engine.query_spec(q["question"], int(q["case_id"]), k=10, mode=mode)
-        rows = engine.store.query(spec)
+        rows = engine.search(q["question"], int(q["case_id"]), k=10, mode=mode)
         rank = None
-        for i, (payload, score) in enumerate(rows):
-            c = Citation.from_payload(payload, score)
-            if is_hit(c, payload.get("labels") or [], q["gold_doc"], q.get("gold_section")):
+        for i, c in enumerate(rows):
+            if is_hit(c, list(c.labels), q["gold_doc"], q.get("gold_section")):
                 rank = i + 1
                 break
         if rank == 1:
