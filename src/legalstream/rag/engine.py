@@ -133,6 +133,8 @@ class RetrievalEngine:
         route_documents: bool = True,
         per_doc_share: float | None = 0.5,
         router: DocumentRouter | None = None,
+        fusion_method: str = "rrf",
+        min_score_ratio: float | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -145,6 +147,9 @@ class RetrievalEngine:
         #: In a whole-case search, at most this share of k (rounded up) from one document.
         self.per_doc_share = per_doc_share
         self.router = router or DocumentRouter()
+        self.fusion_method = fusion_method
+        #: Hybrid hits below this share of the best hit's fused score are not returned.
+        self.min_score_ratio = min_score_ratio
         # BM25 length normalisation wants the typical unit length in tokens (~5.5 chars each).
         self.bm25 = Bm25Encoder(avg_len=max(32.0, min(chunk_size, 400) / 5.5))
         self._ingestor = Ingestor(
@@ -232,12 +237,15 @@ class RetrievalEngine:
     def route(self, query: str, case_id: int) -> Route:
         """The document of ``case_id`` that ``query`` names, if it names one."""
         cards = []
-        for d in self.store.list_documents(int(case_id), fields=["doc_id", "card"]):
+        names: dict[str, frozenset[int]] = {}
+        docs = self.store.list_documents(int(case_id), fields=["doc_id", "card", "name_terms"])
+        for d in docs:
             vec = card_vector(d)
             if vec is not None:
                 cards.append((str(d["doc_id"]), vec))
+                names[str(d["doc_id"])] = frozenset(d.get("name_terms") or ())
         cards.sort()
-        return self.router.route(self.bm25.query(query), cards)
+        return self.router.route(self.bm25.query(query), cards, names)
 
     def search(
         self,
@@ -257,14 +265,38 @@ class RetrievalEngine:
         """
         if not query or not query.strip():
             return []
+        naming: frozenset[int] = frozenset()
         if doc_ids is None and self.route_documents:
-            routed = self.route(query, case_id).doc_id
-            if routed is not None:
-                doc_ids = [routed]
+            route = self.route(query, case_id)
+            if route.doc_id is not None:
+                doc_ids = [route.doc_id]
+                naming = route.naming_terms
+        elif doc_ids is not None and len(doc_ids) == 1:
+            naming = self._naming_terms(query, case_id, doc_ids[0])
+        if naming:
+            # Inside the named document its name, parties and title words only
+            # match its preamble: the rest of the question finds the clause.
+            query = self._without_terms(query, naming)
         spec = self.query_spec(query, case_id, k=k, mode=mode, doc_ids=doc_ids)
         if doc_ids is None and self.per_doc_share is not None:
             spec.per_doc = max(1, math.ceil(spec.k * self.per_doc_share))
         return self.run(spec)
+
+    def _naming_terms(self, query: str, case_id: int, doc_id: str) -> frozenset[int]:
+        for d in self.store.list_documents(int(case_id), fields=["doc_id", "name_terms"]):
+            if d.get("doc_id") == doc_id:
+                return frozenset(self.bm25.query(query).indices) & frozenset(
+                    d.get("name_terms") or ()
+                )
+        return frozenset()
+
+    def _without_terms(self, query: str, terms: frozenset[int]) -> str:
+        if not terms:
+            return query
+        words = query.split()
+        kept = " ".join(w for w in words if not (set(self.bm25.query(w).indices) & terms))
+        # A question that is nothing but the document's name keeps its words.
+        return kept if self.bm25.query(kept).indices else query
 
     def run(self, spec: QuerySpec) -> list[Citation]:
         """Execute a prepared query: arms from the store, fused and selected here."""
@@ -278,7 +310,11 @@ class RetrievalEngine:
         results = self.store.search_arms(spec.case_id, arms, spec.prefetch, spec.doc_ids)
         if len(arms) == 2:
             weights = spec.rrf_weights
-            fused = fusion.rrf(results, k=spec.rrf_k, weights=weights)
+            if self.fusion_method == "convex":
+                fused = fusion.convex(results, weights=weights)
+            else:
+                fused = fusion.rrf(results, k=spec.rrf_k, weights=weights)
+            fused = fusion.cut(fused, self.min_score_ratio)
         else:
             fused = fusion.single(results[0])
         chosen = fusion.select(fused, spec.k, spec.per_doc)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
 from legalstream.rag.store import Hit
 
 
@@ -53,6 +51,38 @@ def rrf(arms: Sequence[Sequence[Hit]], *, k: int, weights: Sequence[float] | Non
     return fused
 
 
+def convex(arms: Sequence[Sequence[Hit]], *, weights: Sequence[float] | None) -> list[Fused]:
+    """Weighted sum of min-max normalised arm scores (0 for a hit an arm did not return).
+
+    Unlike RRF, the fused score keeps how far ahead a hit is in its arm, which is
+    what a relative cut-off (:func:`cut`) needs to tell a clear answer from a tail.
+    """
+    weights = list(weights) if weights else [1.0] * len(arms)
+    scores: dict[str, float] = {}
+    info: dict[str, tuple[str, str]] = {}
+    for arm, w in zip(arms, weights, strict=True):
+        if not arm:
+            continue
+        top = max(h[1] for h in arm)
+        low = min(h[1] for h in arm)
+        span = top - low
+        for h in ranked(arm):
+            norm = (h[1] - low) / span if span > 0 else 1.0
+            scores[h[0]] = scores.get(h[0], 0.0) + w * norm
+            info.setdefault(h[0], (_key(h), str(h[2].get("doc_id") or "")))
+    fused = [Fused(pid, s, *info[pid]) for pid, s in scores.items()]
+    fused.sort(key=lambda f: (-f.score, f.chunk_id))
+    return fused
+
+
+def cut(fused: Sequence[Fused], ratio: float | None) -> list[Fused]:
+    """Hits scoring at least ``ratio`` × the best hit's score (None: all of them)."""
+    if not fused or ratio is None or fused[0].score <= 0:
+        return list(fused)
+    floor = fused[0].score * ratio
+    return [f for f in fused if f.score >= floor]
+
+
 def single(arm: Sequence[Hit]) -> list[Fused]:
     return [Fused(h[0], h[1], _key(h), str(h[2].get("doc_id") or "")) for h in ranked(arm)]
 
@@ -81,7 +111,3 @@ def select(fused: Sequence[Fused], k: int, per_doc: int | None) -> list[Fused]:
         taken.extend(overflow[: k - len(taken)])
         taken.sort(key=lambda f: (-f.score, f.chunk_id))
     return taken
-
-
-def describe(weights: Any) -> str:
-    return "equal" if not weights else "/".join(f"{w:g}" for w in weights)

@@ -27,7 +27,7 @@ from legalstream.rag.chunking import Chunk, chunk_text
 from legalstream.rag.embed import EmbeddingAdapter
 from legalstream.rag.loaders import SUPPORTED, Loaded, LoadError, load_bytes, load_file
 from legalstream.rag.progress import Eta, IngestProgress, ProgressCallback, Status
-from legalstream.rag.router import card_text
+from legalstream.rag.router import card_text, name_text
 from legalstream.rag.store import (
     KIND_CHUNK,
     PENDING,
@@ -382,6 +382,7 @@ class Ingestor:
             for ch, li in zip(p.chunks, lead_ins, strict=True)
         ]
         card = self.bm25.document(card_text(title, src.name, text))
+        names = sorted(set(self.bm25.query(name_text(title, src.name, text)).indices))
         t2 = time.perf_counter()
         report.embed_seconds += t2 - t1
         on_indexing(len(p.chunks))
@@ -433,6 +434,7 @@ class Ingestor:
                 "ingested_at": time.time(),
                 "id_scheme": ID_SCHEME,
                 "card": {"indices": card.indices, "values": card.values},
+                "name_terms": names,
                 "warnings": loaded.warnings,
             },
         )

@@ -13,6 +13,7 @@ engine then searches only that document, inside Qdrant's filter.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,9 +23,40 @@ from legalstream.rag.store import SparseVec
 CARD_CHARS = 1000
 
 
+_ENTITY = re.compile(
+    r"\b((?:[A-Z][\w&'’.-]*,?\s+){0,5}?"
+    r"(?:Inc|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Company|Co|GmbH|LLP|LP|L\.P|plc|PLC|AG|S\.A|B\.V|N\.V|Pty)\.?)"
+    r"(?=\W)"
+)
+_SHORT_NAME = re.compile(r"\(\s*(?:the\s+)?[\"“]([A-Z][^\"”]{1,40})[\"”]\s*\)")
+
+
 def card_text(title: str, name: str, text: str) -> str:
     stem = name.rsplit(".", 1)[0].replace("-", " ").replace("_", " ")
     return f"{title}\n{stem}\n{text[:CARD_CHARS]}"
+
+
+def name_text(title: str, name: str, text: str) -> str:
+    """The words that name a document: title, file name, parties and their short names.
+
+    Parties are read from the opening text: company names ending in a legal form
+    ("Harbor Lantern Analytics, Inc.") and the short names defined for them
+    (("Harbor")). Generic defined terms of a preamble ("Agreement", "Effective
+    Date") are left out, so a question about them is not emptied.
+    """
+    head = text[:CARD_CHARS]
+    names = [m.group(1) for m in _ENTITY.finditer(head)]
+    shorts = [s for s in _SHORT_NAME.findall(head) if s.split()[0] not in _GENERIC_SHORT_NAMES]
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("-", " ").replace("_", " ")
+    return " ".join([title, stem, *names, *shorts])
+
+
+_GENERIC_SHORT_NAMES = {
+    "Agreement", "Effective", "Party", "Parties", "Purpose", "Term", "Services", "Company",
+    "Customer", "Supplier", "Seller", "Buyer", "Licensor", "Licensee", "Landlord", "Tenant",
+    "Discloser", "Recipient", "Disclosing", "Receiving", "Client", "Provider", "Consultant",
+    "Distributor", "Premises", "Lease", "Commencement", "Contract", "Opportunity", "Project",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +65,8 @@ class Route:
     #: Card scores of the best and second-best documents.
     best: float
     second: float
+    #: The query's BM25 terms that named the document (matched its card, rare among cards).
+    naming_terms: frozenset[int] = frozenset()
 
 
 class DocumentRouter:
@@ -46,10 +80,21 @@ class DocumentRouter:
         self.min_score = min_score
         self.min_ratio = min_ratio
 
-    def route(self, query: SparseVec, cards: Sequence[tuple[str, SparseVec]]) -> Route:
-        if len(cards) < 2 or not query.indices:
-            return Route(None, 0.0, 0.0)
+    def route(
+        self,
+        query: SparseVec,
+        cards: Sequence[tuple[str, SparseVec]],
+        names: dict[str, frozenset[int]] | None = None,
+    ) -> Route:
+        """Route ``query`` among ``cards``; ``names`` holds each document's naming terms."""
+        names = names or {}
         terms = set(query.indices)
+        if len(cards) == 1:
+            # A one-document case: the document is known, its naming terms still apply.
+            only = cards[0][0]
+            return Route(only, 0.0, 0.0, frozenset(terms & names.get(only, frozenset())))
+        if not cards or not terms:
+            return Route(None, 0.0, 0.0)
         df: dict[int, int] = {}
         weights: list[tuple[str, dict[int, float]]] = []
         for doc_id, card in cards:
@@ -66,5 +111,5 @@ class DocumentRouter:
         best, doc_id = scored[0]
         second = scored[1][0]
         if best >= self.min_score and best >= self.min_ratio * second:
-            return Route(doc_id, best, second)
+            return Route(doc_id, best, second, frozenset(terms & names.get(doc_id, frozenset())))
         return Route(None, best, second)
