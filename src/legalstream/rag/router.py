@@ -31,9 +31,17 @@ _ENTITY = re.compile(
 _SHORT_NAME = re.compile(r"\(\s*(?:the\s+)?[\"“]([A-Z][^\"”]{1,40})[\"”]\s*\)")
 
 
+_DATE = re.compile(
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November"
+    r"|December)\s+\d{1,2},\s+\d{4}\b|\b\d{1,2}\s+(?:January|February|March|April|May|June"
+    r"|July|August|September|October|November|December)\s+\d{4}\b"
+)
+
+
 def card_text(title: str, name: str, text: str) -> str:
-    stem = name.rsplit(".", 1)[0].replace("-", " ").replace("_", " ")
-    return f"{title}\n{stem}\n{text[:CARD_CHARS]}"
+    """A document's card: its names (:func:`name_text`), dates and opening text."""
+    dates = _DATE.findall(text[:CARD_CHARS])
+    return "\n".join([name_text(title, name, text), *dates, text[:CARD_CHARS]])
 
 
 def name_text(title: str, name: str, text: str) -> str:
@@ -110,6 +118,14 @@ class DocumentRouter:
         )
         best, doc_id = scored[0]
         second = scored[1][0]
-        if best >= self.min_score and best >= self.min_ratio * second:
-            return Route(doc_id, best, second, frozenset(terms & names.get(doc_id, frozenset())))
+        naming = frozenset(terms & names.get(doc_id, frozenset()))
+        # Topic words of a card's opening text ("storage charges") are no reason to
+        # route: one of the question's words must be a name few documents share.
+        name_df: dict[int, int] = {}
+        for other in names.values():
+            for t in other & naming:
+                name_df[t] = name_df.get(t, 0) + 1
+        distinctive = any(name_df.get(t, 0) <= max(1, n // 3) for t in naming)
+        if best >= self.min_score and best >= self.min_ratio * second and distinctive:
+            return Route(doc_id, best, second, naming)
         return Route(None, best, second)
