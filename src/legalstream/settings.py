@@ -107,6 +107,15 @@ class RagSettings(BaseModel):
     rrf_k: int = 10
     #: RRF weights of the (dense, bm25) arms; None weighs them equally.
     rrf_weights: tuple[float, float] | None = None
+    #: How hybrid search fuses its arms: "convex" (weighted sum of min-max normalised
+    #: scores) or "rrf" (reciprocal rank). docs/retrieval.md: chosen with `make eval`.
+    fusion: Literal["convex", "rrf"] = "convex"
+    #: Weights of the (dense, bm25) arms in convex fusion.
+    fusion_weights: tuple[float, float] = (1.0, 0.7)
+    #: Hybrid hits scoring below this share of the best hit are not returned (None: all k).
+    min_score_ratio: float | None = 0.5
+    #: A question that names one document of the case is answered from that document.
+    route_documents: bool = True
     #: Candidates each hybrid arm fetches before fusion.
     prefetch: int = 40
     #: BM25 IDF computed over the queried case only (Edge and Qdrant server).

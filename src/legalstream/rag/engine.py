@@ -133,8 +133,9 @@ class RetrievalEngine:
         route_documents: bool = True,
         per_doc_share: float | None = 0.5,
         router: DocumentRouter | None = None,
-        fusion_method: str = "rrf",
-        min_score_ratio: float | None = None,
+        fusion_method: str = "convex",
+        fusion_weights: tuple[float, float] | None = (1.0, 0.7),
+        min_score_ratio: float | None = 0.5,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -148,6 +149,7 @@ class RetrievalEngine:
         self.per_doc_share = per_doc_share
         self.router = router or DocumentRouter()
         self.fusion_method = fusion_method
+        self.fusion_weights = fusion_weights
         #: Hybrid hits below this share of the best hit's fused score are not returned.
         self.min_score_ratio = min_score_ratio
         # BM25 length normalisation wants the typical unit length in tokens (~5.5 chars each).
@@ -202,6 +204,10 @@ class RetrievalEngine:
             rrf_k=rag.rrf_k,
             rrf_weights=rag.rrf_weights,
             model_name=rag.embed_model,
+            route_documents=rag.route_documents,
+            fusion_method=rag.fusion,
+            fusion_weights=rag.fusion_weights,
+            min_score_ratio=rag.min_score_ratio,
         )
 
     # search ------------------------------------------------------------------------
@@ -309,11 +315,10 @@ class RetrievalEngine:
             return []  # only stopwords for BM25: nothing to match
         results = self.store.search_arms(spec.case_id, arms, spec.prefetch, spec.doc_ids)
         if len(arms) == 2:
-            weights = spec.rrf_weights
             if self.fusion_method == "convex":
-                fused = fusion.convex(results, weights=weights)
+                fused = fusion.convex(results, weights=self.fusion_weights)
             else:
-                fused = fusion.rrf(results, k=spec.rrf_k, weights=weights)
+                fused = fusion.rrf(results, k=spec.rrf_k, weights=spec.rrf_weights)
             fused = fusion.cut(fused, self.min_score_ratio)
         else:
             fused = fusion.single(results[0])

@@ -84,7 +84,7 @@ class DocumentRouter:
     document; ``min_ratio`` how far ahead of the runner-up it must be.
     """
 
-    def __init__(self, *, min_score: float = 4.0, min_ratio: float = 1.5) -> None:
+    def __init__(self, *, min_score: float = 6.0, min_ratio: float = 1.5) -> None:
         self.min_score = min_score
         self.min_ratio = min_ratio
 
@@ -112,19 +112,23 @@ class DocumentRouter:
                 df[i] = df.get(i, 0) + 1
         n = len(cards)
         idf = {i: math.log(1 + (n - d + 0.5) / (d + 0.5)) for i, d in df.items()}
-        scored = sorted(
-            ((sum(idf[i] * v for i, v in w.items()), doc_id) for doc_id, w in weights),
-            key=lambda s: (-s[0], s[1]),
-        )
+        name_df: dict[int, int] = {}
+        for doc_names in names.values():
+            for t in doc_names & terms:
+                name_df[t] = name_df.get(t, 0) + 1
+        scored = [
+            (
+                sum(idf[i] * v for i, v in w.items()),
+                doc_id,
+            )
+            for doc_id, w in weights
+        ]
+        scored.sort(key=lambda s: (-s[0], s[1]))
         best, doc_id = scored[0]
         second = scored[1][0]
         naming = frozenset(terms & names.get(doc_id, frozenset()))
         # Topic words of a card's opening text ("storage charges") are no reason to
         # route: one of the question's words must be a name few documents share.
-        name_df: dict[int, int] = {}
-        for other in names.values():
-            for t in other & naming:
-                name_df[t] = name_df.get(t, 0) + 1
         distinctive = any(name_df.get(t, 0) <= max(1, n // 3) for t in naming)
         if best >= self.min_score and best >= self.min_ratio * second and distinctive:
             return Route(doc_id, best, second, naming)
