@@ -54,7 +54,8 @@ _ITEM = re.compile(
 )
 _BULLET = re.compile(r"^[-•*–▪◦]\s+\S")
 _DEFINITION = re.compile(
-    r"^(?:[\d.()a-zA-Z]{1,12}\s+)?[\"“]([^\"”]{1,80})[\"”](?:\s*\([^)]{0,40}\))?,?\s+"
+    r"^(?:[\d.()a-zA-Z]{1,12}\s+)?[\"“]([^\"”]{1,80})[\"”]"
+    r"(?:\s+(?:or|and)\s+[\"“][^\"”]{1,40}[\"”])?(?:\s*\([^)]{0,40}\))?,?\s+"
     r"(?:shall\s+|will\s+|also\s+)?(?:means?|mean|has the meaning|have the meaning|includes?"
     r"|refers? to|is defined|shall have the meaning|shall include|denotes?)\b",
     re.IGNORECASE,

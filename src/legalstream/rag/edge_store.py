@@ -42,6 +42,8 @@ class EdgeStore:
         self.path = Path(path)
         self.idf_per_case = idf_per_case
         self._write = threading.Lock()
+        #: Points per upsert request (a document's chunks may take several).
+        self.upsert_batch = 512
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
@@ -87,8 +89,9 @@ class EdgeStore:
             for p in points
         ]
         with self._write:
-            for i in range(0, len(ops), 512):
-                self.shard.update(qe.UpdateOperation.upsert_points(ops[i : i + 512]))
+            n = self.upsert_batch
+            for i in range(0, len(ops), n):
+                self.shard.update(qe.UpdateOperation.upsert_points(ops[i : i + n]))
 
     def publish_chunks(self, case_id: int, doc_id: str, content_hash: str) -> None:
         flt = qe.Filter(

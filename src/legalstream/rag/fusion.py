@@ -4,7 +4,7 @@ Each arm (dense, BM25) is fetched from Qdrant already filtered by case (and by
 document when a question is routed); this module only merges the ranked lists.
 Qdrant's own RRF breaks ties between equal fused scores in no fixed order, so
 the same search could return a different top-k from one run to the next. Here
-every ordering is by (score, then chunk id): the same inputs always give the
+every ordering is by (score, then document and position): the same inputs always give the
 same output, in any process.
 """
 
@@ -25,13 +25,18 @@ class Fused:
 
 
 def _key(h: Hit) -> str:
-    # The chunk id ("<doc_id>#<n>") is the stable, human-readable tie-break.
     return str(h[2].get("chunk_id") or h[0])
+
+
+def tie_key(chunk_id: str) -> tuple[str, int, str]:
+    """Order of equal scores: by document, then by position in it ("#2" before "#10")."""
+    doc, _, n = chunk_id.rpartition("#")
+    return (doc, int(n), "") if n.isdigit() else (chunk_id, -1, chunk_id)
 
 
 def ranked(hits: Sequence[Hit]) -> list[Hit]:
     """One arm's hits in a stable order: score descending, then chunk id."""
-    return sorted(hits, key=lambda h: (-h[1], _key(h)))
+    return sorted(hits, key=lambda h: (-h[1], tie_key(_key(h))))
 
 
 def rrf(arms: Sequence[Sequence[Hit]], *, k: int, weights: Sequence[float] | None) -> list[Fused]:
@@ -48,7 +53,7 @@ def rrf(arms: Sequence[Sequence[Hit]], *, k: int, weights: Sequence[float] | Non
             scores[h[0]] = scores.get(h[0], 0.0) + w / (k + rank)
             info.setdefault(h[0], (_key(h), str(h[2].get("doc_id") or "")))
     fused = [Fused(pid, s, *info[pid]) for pid, s in scores.items()]
-    fused.sort(key=lambda f: (-f.score, f.chunk_id))
+    fused.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
     return fused
 
 
@@ -72,7 +77,7 @@ def convex(arms: Sequence[Sequence[Hit]], *, weights: Sequence[float] | None) ->
             scores[h[0]] = scores.get(h[0], 0.0) + w * norm
             info.setdefault(h[0], (_key(h), str(h[2].get("doc_id") or "")))
     fused = [Fused(pid, s, *info[pid]) for pid, s in scores.items()]
-    fused.sort(key=lambda f: (-f.score, f.chunk_id))
+    fused.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
     return fused
 
 
@@ -110,5 +115,5 @@ def select(fused: Sequence[Fused], k: int, per_doc: int | None) -> list[Fused]:
             overflow.append(f)
     if len(taken) < k:
         taken.extend(overflow[: k - len(taken)])
-        taken.sort(key=lambda f: (-f.score, f.chunk_id))
+        taken.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
     return taken

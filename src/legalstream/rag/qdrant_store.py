@@ -59,6 +59,8 @@ class QdrantStore:
         # a server connection is, so only local mode serialises every call.
         self._lock: threading.Lock | None = threading.Lock() if self.local else None
         self._write = threading.Lock()
+        #: Points per upsert request (a document's chunks may take several).
+        self.upsert_batch = 512
         if not self.client.collection_exists(collection):
             self.client.create_collection(
                 collection,
@@ -97,8 +99,9 @@ class QdrantStore:
             for p in points
         ]
         with self._write:
-            for i in range(0, len(structs), 512):
-                self._call(self.client.upsert, self.collection, structs[i : i + 512], wait=True)
+            n = self.upsert_batch
+            for i in range(0, len(structs), n):
+                self._call(self.client.upsert, self.collection, structs[i : i + n], wait=True)
 
     def upsert_document(self, case_id: int, doc_id: str, payload: dict[str, Any]) -> None:
         body = {**payload, "kind": KIND_DOC, "case_id": case_id, "doc_id": doc_id}
