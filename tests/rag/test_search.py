@@ -68,7 +68,9 @@ def test_delete_document_and_case(loaded: RetrievalEngine) -> None:
     assert loaded.search("cheese warranty", 2) == []
     assert loaded.source_text("case-2/supply-agreement.md") is None
     assert loaded.delete_document(2, "case-2/supply-agreement.md") == 0
-    assert [c.case_id for c in loaded.cases()] == [1]
+    # The case stays (with no documents) until it is deleted itself.
+    assert [(c.case_id, c.documents) for c in loaded.cases()] == [(1, 1), (2, 0)]
+    assert loaded.delete_case(2) == 0
     assert loaded.delete_case(1) == before[1]
     assert loaded.cases() == []
 

@@ -20,19 +20,23 @@ from legalstream.rag.store import (
     KIND_CASE,
     KIND_CHUNK,
     KIND_DOC,
-    PENDING,
-    RANK_FIELDS,
     SPARSE,
     ArmQuery,
     ChunkPoint,
     Hit,
     case_point_id,
     doc_point_id,
+    staging_case,
 )
 
 
 def _match(key: str, value: Any) -> qe.FieldCondition:
     return qe.FieldCondition(key, match=qe.MatchValue(value))
+
+
+def _both(case_id: int) -> qe.FieldCondition:
+    """A case's published and staged points."""
+    return qe.FieldCondition("case_id", match=qe.MatchAny([case_id, staging_case(case_id)]))
 
 
 class EdgeStore:
@@ -69,7 +73,6 @@ class EdgeStore:
             "doc_id": qe.PayloadSchemaType.Keyword,
             "kind": qe.PayloadSchemaType.Keyword,
             "content_hash": qe.PayloadSchemaType.Keyword,
-            PENDING: qe.PayloadSchemaType.Bool,
         }
         for name, schema in wanted.items():
             if name not in have:
@@ -96,14 +99,14 @@ class EdgeStore:
     def publish_chunks(self, case_id: int, doc_id: str, content_hash: str) -> None:
         flt = qe.Filter(
             must=[
-                _match("case_id", case_id),
+                _match("case_id", staging_case(case_id)),
                 _match("doc_id", doc_id),
                 _match("content_hash", content_hash),
                 _match("kind", KIND_CHUNK),
             ]
         )
         with self._write:
-            self.shard.update(qe.UpdateOperation.set_payload_by_filter(flt, {PENDING: False}))
+            self.shard.update(qe.UpdateOperation.set_payload_by_filter(flt, {"case_id": case_id}))
 
     def upsert_document(self, case_id: int, doc_id: str, payload: dict[str, Any]) -> None:
         body = {**payload, "kind": KIND_DOC, "case_id": case_id, "doc_id": doc_id}
@@ -122,7 +125,8 @@ class EdgeStore:
             )
 
     def delete_chunks(self, case_id: int, doc_id: str, except_hash: str | None = None) -> int:
-        must = [_match("case_id", case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
+        # Staged chunks too: those of an ingest that never finished.
+        must = [_both(case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
         must_not = [_match("content_hash", except_hash)] if except_hash else None
         flt = qe.Filter(must=must, must_not=must_not)
         with self._write:
@@ -140,7 +144,7 @@ class EdgeStore:
     def delete_case(self, case_id: int) -> int:
         n = self.count_chunks(case_id)
         with self._write:
-            flt = qe.Filter(must=[_match("case_id", case_id)])
+            flt = qe.Filter(must=[_both(case_id)])
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
         return n
 
@@ -197,8 +201,7 @@ class EdgeStore:
         must = [_match("case_id", case_id)]
         if doc_ids:
             must.append(qe.FieldCondition("doc_id", match=qe.MatchAny(list(doc_ids))))
-        flt = qe.Filter(must=must, must_not=[_match(PENDING, True)])
-        selector = qe.PayloadSelector.Include(RANK_FIELDS)
+        flt = qe.Filter(must=must)
         requests = []
         for arm in arms:
             if arm.using == DENSE:
@@ -217,14 +220,14 @@ class EdgeStore:
                 )
             requests.append(
                 qe.QueryRequest(
-                    limit=limit, query=query, filter=flt, params=params, with_payload=selector
+                    limit=limit, query=query, filter=flt, params=params, with_payload=False
                 )
             )
         if len(requests) == 1:
             results = [self.shard.query(requests[0])]
         else:
             results = self.shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r] for r in results]
+        return [[(str(p.id), float(p.score)) for p in r] for r in results]
 
     def payloads(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:

@@ -12,6 +12,8 @@ import math
 import threading
 import time
 import tomllib
+import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +166,11 @@ class RetrievalEngine:
         )
         self._write = threading.Lock()
         self._closed = False
+        # case_id -> (generation token, cards, naming terms): routing reads a case's
+        # cards once per change of its documents, not on every query.
+        self._cards: OrderedDict[int, tuple[str, list[tuple[str, Any]], dict[str, Any]]] = (
+            OrderedDict()
+        )
 
     @classmethod
     def from_settings(cls, rag: RagSettings) -> RetrievalEngine:
@@ -242,16 +249,38 @@ class RetrievalEngine:
 
     def route(self, query: str, case_id: int) -> Route:
         """The document of ``case_id`` that ``query`` names, if it names one."""
+        cards, names = self._case_cards(int(case_id))
+        return self.router.route(self.bm25.query(query), cards, names)
+
+    def _case_cards(self, case_id: int) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        # Every document write bumps the case record's generation token (in any
+        # process sharing the store), so a cached copy is used only while current.
+        record = self.store.get_case(case_id)
+        generation = str(record.get("generation")) if record and record.get("generation") else ""
+        cached = self._cards.get(case_id)
+        if cached is not None and generation and cached[0] == generation:
+            return cached[1], cached[2]
         cards = []
         names: dict[str, frozenset[int]] = {}
-        docs = self.store.list_documents(int(case_id), fields=["doc_id", "card", "name_terms"])
+        docs = self.store.list_documents(case_id, fields=["doc_id", "card", "name_terms"])
         for d in docs:
             vec = card_vector(d)
             if vec is not None:
                 cards.append((str(d["doc_id"]), vec))
                 names[str(d["doc_id"])] = frozenset(d.get("name_terms") or ())
         cards.sort()
-        return self.router.route(self.bm25.query(query), cards, names)
+        if generation:
+            self._cards[case_id] = (generation, cards, names)
+            self._cards.move_to_end(case_id)
+            while len(self._cards) > 1024:
+                self._cards.popitem(last=False)
+        return cards, names
+
+    def _touch(self, case_id: int) -> None:
+        """Record that the case's documents changed (a new generation token)."""
+        record = self.store.get_case(case_id) or {"created_at": time.time(), "title": None}
+        record = {k: v for k, v in record.items() if k not in ("kind", "case_id")}
+        self.store.upsert_case(case_id, {**record, "generation": uuid.uuid4().hex})
 
     def search(
         self,
@@ -289,12 +318,8 @@ class RetrievalEngine:
         return self.run(spec)
 
     def _naming_terms(self, query: str, case_id: int, doc_id: str) -> frozenset[int]:
-        for d in self.store.list_documents(int(case_id), fields=["doc_id", "name_terms"]):
-            if d.get("doc_id") == doc_id:
-                return frozenset(self.bm25.query(query).indices) & frozenset(
-                    d.get("name_terms") or ()
-                )
-        return frozenset()
+        _, names = self._case_cards(int(case_id))
+        return frozenset(self.bm25.query(query).indices) & names.get(doc_id, frozenset())
 
     def _without_terms(self, query: str, terms: frozenset[int]) -> str:
         if not terms:
@@ -321,13 +346,14 @@ class RetrievalEngine:
                 fused = fusion.rrf(results, k=spec.rrf_k, weights=spec.rrf_weights)
             fused = fusion.cut(fused, self.min_score_ratio)
         else:
-            fused = fusion.single(results[0])
-        chosen = fusion.select(fused, spec.k, spec.per_doc)
-        payloads = self.store.payloads([f.point_id for f in chosen])
+            fused = fusion.ranked(results[0])
+        # Payloads for a few more than k: enough for the per-document cap to
+        # choose among, far fewer than the arms' candidates.
+        candidates = fused[: spec.k * 3 if spec.per_doc is not None else spec.k + 4]
+        payloads = self.store.payloads([pid for pid, _ in candidates])
         return [
-            Citation.from_payload(payloads[f.point_id], f.score)
-            for f in chosen
-            if f.point_id in payloads
+            Citation.from_payload(payload, score)
+            for payload, score in fusion.select(candidates, payloads, spec.k, spec.per_doc)
         ]
 
     def retriever(self, case_id: int, *, k: int | None = None, mode: str | None = None) -> Any:
@@ -346,6 +372,7 @@ class RetrievalEngine:
                 {
                     "title": title if title is not None else existing.get("title"),
                     "created_at": existing.get("created_at") or time.time(),
+                    "generation": existing.get("generation") or uuid.uuid4().hex,
                 },
             )
             self.store.flush()
@@ -457,7 +484,15 @@ class RetrievalEngine:
             callback = bar.chain(on_progress)
         try:
             with self._write:
-                report = self._ingestor.ingest(sources, case_id, title=title, on_progress=callback)
+                report: IngestReport | None = None
+                try:
+                    report = self._ingestor.ingest(
+                        sources, case_id, title=title, on_progress=callback
+                    )
+                finally:
+                    # Only a write makes a case: a batch of failed files leaves none behind.
+                    if report is None or report.documents:
+                        self._touch(case_id)
                 self.store.flush()
         finally:
             if bar is not None:
@@ -480,6 +515,7 @@ class RetrievalEngine:
         """Remove one document; returns the number of chunks deleted."""
         with self._write:
             n = self.store.delete_document(int(case_id), doc_id)
+            self._touch(int(case_id))
             self.store.flush()
             return n
 

@@ -1,63 +1,45 @@
 """Rank fusion and final selection, deterministic by construction.
 
 Each arm (dense, BM25) is fetched from Qdrant already filtered by case (and by
-document when a question is routed); this module only merges the ranked lists.
-Qdrant's own RRF breaks ties between equal fused scores in no fixed order, so
-the same search could return a different top-k from one run to the next. Here
-every ordering is by (score, then document and position): the same inputs always give the
-same output, in any process.
+document when a question is routed), as point ids and scores; this module only
+merges the ranked lists. Qdrant's own RRF breaks ties between equal fused
+scores in no fixed order, so the same search could return a different top-k
+from one run to the next. Here every ordering ends in a stable key (the point
+id while fusing, then the document and the unit's position in it): the same
+inputs always give the same output, in any process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
-from legalstream.rag.store import Hit
-
-
-@dataclass(frozen=True, slots=True)
-class Fused:
-    point_id: str
-    score: float
-    chunk_id: str
-    doc_id: str
+#: One candidate: (point id, score).
+Scored = tuple[str, float]
 
 
-def _key(h: Hit) -> str:
-    return str(h[2].get("chunk_id") or h[0])
+def ranked(hits: Sequence[Scored]) -> list[Scored]:
+    """Hits in a stable order: score descending, then point id."""
+    return sorted(hits, key=lambda h: (-h[1], h[0]))
 
 
-def tie_key(chunk_id: str) -> tuple[str, int, str]:
-    """Order of equal scores: by document, then by position in it ("#2" before "#10")."""
-    doc, _, n = chunk_id.rpartition("#")
-    return (doc, int(n), "") if n.isdigit() else (chunk_id, -1, chunk_id)
-
-
-def ranked(hits: Sequence[Hit]) -> list[Hit]:
-    """One arm's hits in a stable order: score descending, then chunk id."""
-    return sorted(hits, key=lambda h: (-h[1], tie_key(_key(h))))
-
-
-def rrf(arms: Sequence[Sequence[Hit]], *, k: int, weights: Sequence[float] | None) -> list[Fused]:
+def rrf(
+    arms: Sequence[Sequence[Scored]], *, k: int, weights: Sequence[float] | None
+) -> list[Scored]:
     """Weighted reciprocal-rank fusion: score = Σ w_arm / (k + rank_arm).
 
     Ranks are taken after the stable per-arm ordering, so equal arm scores get
-    ranks in chunk-id order, not in whatever order the store returned them.
+    ranks in point-id order, not in whatever order the store returned them.
     """
     weights = list(weights) if weights else [1.0] * len(arms)
     scores: dict[str, float] = {}
-    info: dict[str, tuple[str, str]] = {}
     for arm, w in zip(arms, weights, strict=True):
-        for rank, h in enumerate(ranked(arm), start=1):
-            scores[h[0]] = scores.get(h[0], 0.0) + w / (k + rank)
-            info.setdefault(h[0], (_key(h), str(h[2].get("doc_id") or "")))
-    fused = [Fused(pid, s, *info[pid]) for pid, s in scores.items()]
-    fused.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
-    return fused
+        for rank, (pid, _) in enumerate(ranked(arm), start=1):
+            scores[pid] = scores.get(pid, 0.0) + w / (k + rank)
+    return ranked(list(scores.items()))
 
 
-def convex(arms: Sequence[Sequence[Hit]], *, weights: Sequence[float] | None) -> list[Fused]:
+def convex(arms: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None) -> list[Scored]:
     """Weighted sum of min-max normalised arm scores (0 for a hit an arm did not return).
 
     Unlike RRF, the fused score keeps how far ahead a hit is in its arm, which is
@@ -65,55 +47,61 @@ def convex(arms: Sequence[Sequence[Hit]], *, weights: Sequence[float] | None) ->
     """
     weights = list(weights) if weights else [1.0] * len(arms)
     scores: dict[str, float] = {}
-    info: dict[str, tuple[str, str]] = {}
     for arm, w in zip(arms, weights, strict=True):
         if not arm:
             continue
-        top = max(h[1] for h in arm)
-        low = min(h[1] for h in arm)
+        top = max(s for _, s in arm)
+        low = min(s for _, s in arm)
         span = top - low
-        for h in ranked(arm):
-            norm = (h[1] - low) / span if span > 0 else 1.0
-            scores[h[0]] = scores.get(h[0], 0.0) + w * norm
-            info.setdefault(h[0], (_key(h), str(h[2].get("doc_id") or "")))
-    fused = [Fused(pid, s, *info[pid]) for pid, s in scores.items()]
-    fused.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
-    return fused
+        for pid, s in arm:
+            norm = (s - low) / span if span > 0 else 1.0
+            scores[pid] = scores.get(pid, 0.0) + w * norm
+    return ranked(list(scores.items()))
 
 
-def cut(fused: Sequence[Fused], ratio: float | None) -> list[Fused]:
+def cut(fused: Sequence[Scored], ratio: float | None) -> list[Scored]:
     """Hits scoring at least ``ratio`` × the best hit's score (None: all of them)."""
-    if not fused or ratio is None or fused[0].score <= 0:
+    if not fused or ratio is None or fused[0][1] <= 0:
         return list(fused)
-    floor = fused[0].score * ratio
-    return [f for f in fused if f.score >= floor]
+    floor = fused[0][1] * ratio
+    return [f for f in fused if f[1] >= floor]
 
 
-def single(arm: Sequence[Hit]) -> list[Fused]:
-    return [Fused(h[0], h[1], _key(h), str(h[2].get("doc_id") or "")) for h in ranked(arm)]
+def position_key(chunk_id: str) -> tuple[str, int, str]:
+    """Order of equal scores among final hits: document, then position ("#2" before "#10")."""
+    doc, _, n = chunk_id.rpartition("#")
+    return (doc, int(n), "") if n.isdigit() else (chunk_id, -1, chunk_id)
 
 
-def select(fused: Sequence[Fused], k: int, per_doc: int | None) -> list[Fused]:
-    """The top ``k``, with at most ``per_doc`` from any one document (None: no cap).
+def select(
+    fused: Sequence[Scored],
+    payloads: dict[str, dict[str, Any]],
+    k: int,
+    per_doc: int | None,
+) -> list[tuple[dict[str, Any], float]]:
+    """The top ``k`` as (payload, score), with at most ``per_doc`` from one document.
 
-    The cap keeps one long document from filling every slot of a whole-case
-    search; when too few documents match to fill ``k`` under the cap, the
-    remaining slots go to the next-best hits regardless.
+    The cap (None: no cap) keeps one long document from filling every slot of a
+    whole-case search; when too few documents match to fill ``k`` under the cap,
+    the remaining slots go to the next-best hits regardless.
     """
+    rows = [(payloads[pid], score) for pid, score in fused if pid in payloads]
+    rows.sort(key=lambda r: (-r[1], position_key(str(r[0].get("chunk_id", "")))))
     if per_doc is None:
-        return list(fused[:k])
-    taken: list[Fused] = []
-    overflow: list[Fused] = []
+        return rows[:k]
+    taken: list[tuple[dict[str, Any], float]] = []
+    overflow: list[tuple[dict[str, Any], float]] = []
     counts: dict[str, int] = {}
-    for f in fused:
+    for row in rows:
         if len(taken) >= k:
             break
-        if counts.get(f.doc_id, 0) < per_doc:
-            counts[f.doc_id] = counts.get(f.doc_id, 0) + 1
-            taken.append(f)
+        doc = str(row[0].get("doc_id"))
+        if counts.get(doc, 0) < per_doc:
+            counts[doc] = counts.get(doc, 0) + 1
+            taken.append(row)
         else:
-            overflow.append(f)
+            overflow.append(row)
     if len(taken) < k:
         taken.extend(overflow[: k - len(taken)])
-        taken.sort(key=lambda f: (-f.score, tie_key(f.chunk_id)))
+        taken.sort(key=lambda r: (-r[1], position_key(str(r[0].get("chunk_id", "")))))
     return taken

@@ -30,12 +30,12 @@ from legalstream.rag.progress import Eta, IngestProgress, ProgressCallback, Stat
 from legalstream.rag.router import card_text, name_text
 from legalstream.rag.store import (
     KIND_CHUNK,
-    PENDING,
     Bm25Encoder,
     ChunkPoint,
     ChunkStore,
     SparseVec,
     chunk_point_id,
+    staging_case,
 )
 
 #: Bumped when chunking or payload layout changes, so re-ingest re-chunks everything.
@@ -394,9 +394,9 @@ class Ingestor:
                 sparse=sparse[n],
                 payload={
                     "kind": KIND_CHUNK,
-                    PENDING: True,
                     "chunk_id": f"{doc_id}#{ch.index}",
-                    "case_id": case_id,
+                    # Invisible to searches until publish_chunks sets the real case id.
+                    "case_id": staging_case(case_id),
                     "doc_id": doc_id,
                     "title": title,
                     "page": ch.page,

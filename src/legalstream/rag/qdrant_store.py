@@ -19,19 +19,23 @@ from legalstream.rag.store import (
     KIND_CASE,
     KIND_CHUNK,
     KIND_DOC,
-    PENDING,
-    RANK_FIELDS,
     SPARSE,
     ArmQuery,
     ChunkPoint,
     Hit,
     case_point_id,
     doc_point_id,
+    staging_case,
 )
 
 
 def _match(key: str, value: Any) -> m.FieldCondition:
     return m.FieldCondition(key=key, match=m.MatchValue(value=value))
+
+
+def _both(case_id: int) -> m.FieldCondition:
+    """A case's published and staged points."""
+    return m.FieldCondition(key="case_id", match=m.MatchAny(any=[case_id, staging_case(case_id)]))
 
 
 class QdrantStore:
@@ -77,7 +81,6 @@ class QdrantStore:
                 )
                 for name in ("doc_id", "kind", "content_hash"):
                     self.client.create_payload_index(collection, name, m.PayloadSchemaType.KEYWORD)
-                self.client.create_payload_index(collection, PENDING, m.PayloadSchemaType.BOOL)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._lock is None:
@@ -112,7 +115,7 @@ class QdrantStore:
     def publish_chunks(self, case_id: int, doc_id: str, content_hash: str) -> None:
         flt = m.Filter(
             must=[
-                _match("case_id", case_id),
+                _match("case_id", staging_case(case_id)),
                 _match("doc_id", doc_id),
                 _match("content_hash", content_hash),
                 _match("kind", KIND_CHUNK),
@@ -122,7 +125,7 @@ class QdrantStore:
             self._call(
                 self.client.set_payload,
                 self.collection,
-                {PENDING: False},
+                {"case_id": case_id},
                 points=m.FilterSelector(filter=flt),
                 wait=True,
             )
@@ -140,7 +143,8 @@ class QdrantStore:
         return n
 
     def delete_chunks(self, case_id: int, doc_id: str, except_hash: str | None = None) -> int:
-        must = [_match("case_id", case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
+        # Staged chunks too: those of an ingest that never finished.
+        must = [_both(case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
         must_not = [_match("content_hash", except_hash)] if except_hash else None
         with self._write:
             return self._delete(m.Filter(must=must, must_not=must_not))
@@ -159,7 +163,7 @@ class QdrantStore:
     def delete_case(self, case_id: int) -> int:
         n = self.count_chunks(case_id)
         with self._write:
-            self._delete(m.Filter(must=[_match("case_id", case_id)]))
+            self._delete(m.Filter(must=[_both(case_id)]))
         return n
 
     # reads -------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class QdrantStore:
         must: list[Any] = [_match("case_id", case_id)]
         if doc_ids:
             must.append(m.FieldCondition(key="doc_id", match=m.MatchAny(any=list(doc_ids))))
-        flt = m.Filter(must=must, must_not=[_match(PENDING, True)])
+        flt = m.Filter(must=must)
         requests = []
         for arm in arms:
             if arm.using == DENSE:
@@ -250,13 +254,11 @@ class QdrantStore:
                     filter=flt,
                     params=params,
                     limit=limit,
-                    with_payload=RANK_FIELDS,
+                    with_payload=False,
                 )
             )
         results = self._call(self.client.query_batch_points, self.collection, requests)
-        return [
-            [(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in results
-        ]
+        return [[(str(p.id), float(p.score)) for p in r.points] for r in results]
 
     def payloads(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
