@@ -29,8 +29,9 @@ format: install
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
+# Retrieval quality on both eval sets; options: make eval EVAL_ARGS="--set contracts --json out.json"
 eval: install
-	$(PY) -m legalstream.rag.eval
+	$(PY) -m legalstream.rag.eval $(EVAL_ARGS)
 
 bench: install
 	$(PY) bench/fanout.py

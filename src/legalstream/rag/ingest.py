@@ -140,9 +140,12 @@ def path_sources(path: Path) -> list[Source]:
             for f in iter_files(path)
         ]
     parent = path.parent.name or "root"
-    return [
-        Source(path.name, f"{parent}/{path.name}", path=path, legacy_id=f"{parent}/{path.stem}")
-    ]
+    return [Source(path.name, make_doc_id(path), path=path, legacy_id=f"{parent}/{path.stem}")]
+
+
+def make_doc_id(path: Path) -> str:
+    """The id of a file ingested on its own or as a direct child of an ingested folder."""
+    return f"{path.parent.name or 'root'}/{path.name}"
 
 
 def upload_doc_id(case_id: int, name: str) -> str:
