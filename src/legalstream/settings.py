@@ -111,9 +111,9 @@ class RagSettings(BaseModel):
     #: scores) or "rrf" (reciprocal rank). docs/retrieval.md: chosen with `make eval`.
     fusion: Literal["convex", "rrf"] = "convex"
     #: Weights of the (dense, bm25) arms in convex fusion.
-    fusion_weights: tuple[float, float] = (1.0, 0.7)
+    fusion_weights: tuple[float, float] = (1.0, 1.0)
     #: Hybrid hits scoring below this share of the best hit are not returned (None: all k).
-    min_score_ratio: float | None = 0.5
+    min_score_ratio: float | None = 0.4
     #: A question that names one document of the case is answered from that document.
     route_documents: bool = True
     #: Candidates each hybrid arm fetches before fusion.

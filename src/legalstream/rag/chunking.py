@@ -64,6 +64,8 @@ _TRANSCRIPT_LINE = re.compile(r"^\d{1,2}\s+(?:(Q)|(A)|[A-Z])")
 _TRANSCRIPT_QA = re.compile(r"^\d{1,2}\s+[QA]\.\s")
 _SENTENCE_END = re.compile(r"[.!?;:][\"”’')\]]*$")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])[\"”’')\]]*\s+(?=[A-Z(\"“])")
+#: Longest run of transcript exchanges (and of joined fragments) in one unit.
+EXCHANGE_RUN = 800
 _SMALL_WORDS = {
     "a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to", "with",
     "upon", "under", "from", "into", "its", "no",
@@ -420,7 +422,7 @@ def _group_lead_ins(text: str, units: list[_Unit], size: int) -> list[_Unit]:
 
 def _merge_small(units: list[_Unit], size: int, page_starts: Sequence[int] | None) -> list[_Unit]:
     """Join runs of short unlabelled units (captions, transcript exchanges, signature lines)."""
-    target = min(size, 500)
+    target = min(size, EXCHANGE_RUN)
     out: list[_Unit] = []
     for u in units:
         last = out[-1] if out else None
@@ -441,7 +443,8 @@ def _merge_small(units: list[_Unit], size: int, page_starts: Sequence[int] | Non
             and last.heads == u.heads
             and u.end - last.start <= target
             # Fragments ("By: ____", "Date: May 2, 2024", "v.") join their neighbours;
-            # full sentences stay units of their own.
+            # full sentences stay units of their own; transcript exchanges are read
+            # in runs (an answer often needs the questions before it).
             and (u.kind == "exchange" or last.end - last.start < 60 or u.end - u.start < 60)
         ):
             last.end = u.end

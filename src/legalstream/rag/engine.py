@@ -136,8 +136,9 @@ class RetrievalEngine:
         per_doc_share: float | None = 0.5,
         router: DocumentRouter | None = None,
         fusion_method: str = "convex",
-        fusion_weights: tuple[float, float] | None = (1.0, 0.7),
-        min_score_ratio: float | None = 0.5,
+        fusion_weights: tuple[float, float] | None = (1.0, 1.0),
+        min_score_ratio: float | None = 0.4,
+        min_results: int = 1,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -154,6 +155,8 @@ class RetrievalEngine:
         self.fusion_weights = fusion_weights
         #: Hybrid hits below this share of the best hit's fused score are not returned.
         self.min_score_ratio = min_score_ratio
+        #: The cut-off never leaves fewer hits than this (when there are that many).
+        self.min_results = min_results
         # BM25 length normalisation wants the typical unit length in tokens (~5.5 chars each).
         self.bm25 = Bm25Encoder(avg_len=max(32.0, min(chunk_size, 400) / 5.5))
         self._ingestor = Ingestor(
@@ -344,7 +347,7 @@ class RetrievalEngine:
                 fused = fusion.convex(results, weights=self.fusion_weights)
             else:
                 fused = fusion.rrf(results, k=spec.rrf_k, weights=spec.rrf_weights)
-            fused = fusion.cut(fused, self.min_score_ratio)
+            fused = fusion.cut(fused, self.min_score_ratio, keep=self.min_results)
         else:
             fused = fusion.ranked(results[0])
         # Payloads for a few more than k: enough for the per-document cap to

@@ -59,12 +59,13 @@ def convex(arms: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None)
     return ranked(list(scores.items()))
 
 
-def cut(fused: Sequence[Scored], ratio: float | None) -> list[Scored]:
-    """Hits scoring at least ``ratio`` × the best hit's score (None: all of them)."""
+def cut(fused: Sequence[Scored], ratio: float | None, *, keep: int = 1) -> list[Scored]:
+    """Hits scoring at least ``ratio`` × the best hit's score (None: all of them),
+    and never fewer than the first ``keep``."""
     if not fused or ratio is None or fused[0][1] <= 0:
         return list(fused)
     floor = fused[0][1] * ratio
-    return [f for f in fused if f[1] >= floor]
+    return [f for i, f in enumerate(fused) if i < keep or f[1] >= floor]
 
 
 def position_key(chunk_id: str) -> tuple[str, int, str]:
