@@ -198,6 +198,10 @@ def bench_queries(n: int, vocab: list[str], nq: int, with_local: bool) -> dict[s
     texts = [" ".join(rnd.choices(vocab, k=rnd.randint(4, 12))) for _ in range(nq)]
     case_ids = [rnd.randint(1, CASES) for _ in range(nq)]
     results: dict[str, dict[str, tuple[float, float, int]]] = {}
+    # The query embedding alone, for reading the end-to-end rows: e2e = this + engine + routing.
+    emb.query("warm-up")
+    lat = time_calls(emb.query, texts, 1e9)
+    embed_only = (statistics.median(lat), pct(lat, 99))
     with tempfile.TemporaryDirectory() as tmp:
         stores = {"edge": lambda: EdgeStore(Path(tmp) / "edge", emb.dim)}
         if with_local:
@@ -230,6 +234,9 @@ def bench_queries(n: int, vocab: list[str], nq: int, with_local: bool) -> dict[s
     if with_local:
         head += f" {'local p50':>10} {'p99':>9} {'local/Edge p50':>15}"
     print(head)
+    print(
+        f"  {'MiniLM query':<14} {embed_only[0]:8.3f}ms {embed_only[1]:7.3f}ms   (embedding alone)"
+    )
     for key in results["edge"]:
         e50, e99, _ = results["edge"][key]
         line = f"  {key:<14} {e50:8.3f}ms {e99:7.3f}ms"
@@ -240,6 +247,7 @@ def bench_queries(n: int, vocab: list[str], nq: int, with_local: bool) -> dict[s
     return {
         "engine": results["edge"]["engine hybrid"][0],
         "e2e": results["edge"]["e2e    hybrid"][0],
+        "embed": embed_only[0],
     }
 
 
@@ -260,7 +268,10 @@ def main() -> int:
     scale = f"{sizes[-1]:,}"
     print(f"\n## targets (filtered hybrid at {scale} chunks; the targets are set at 100,000)")
     print(f"  engine p50 {last['engine']:.3f} ms < 1.5 ms: {verdict(last['engine'] < 1.5)}")
-    print(f"  end-to-end p50 {last['e2e']:.3f} ms < 6 ms: {verdict(last['e2e'] < 6.0)}")
+    print(
+        f"  end-to-end p50 {last['e2e']:.3f} ms < 6 ms: {verdict(last['e2e'] < 6.0)}"
+        f" (of which the MiniLM query embedding alone: {last['embed']:.3f} ms)"
+    )
     return 0
 
 

@@ -95,7 +95,7 @@ class RagSettings(BaseModel):
     qdrant_path: str | None = None
     collection: str = "legal_chunks"
     embed_model: str = "minilm-onnx"
-    embed_batch_size: int = 32
+    embed_batch_size: int = 16
     top_k: int = 5
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     chunk_size: int = 1200
