@@ -95,7 +95,9 @@ class RagSettings(BaseModel):
     qdrant_path: str | None = None
     collection: str = "legal_chunks"
     embed_model: str = "minilm-onnx"
-    embed_batch_size: int = 16
+    #: Texts per onnxruntime call when ingesting: small batches are faster for clause-sized
+    #: units on small CPUs (measured in docs/retrieval.md, Speed).
+    embed_batch_size: int = 4
     top_k: int = 5
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     chunk_size: int = 1200
