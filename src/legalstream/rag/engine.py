@@ -294,9 +294,10 @@ class RetrievalEngine:
         mode: str | None = None,
         doc_ids: list[str] | None = None,
     ) -> list[Citation]:
-        """Top-k units of case ``case_id`` for ``query``, best first.
+        """Up to k units of case ``case_id`` for ``query``, best first.
 
-        The case filter (and ``doc_ids``, when given) runs inside Qdrant. Without
+        Fewer than k when the rest score below ``min_score_ratio`` of the best
+        (hybrid). The case filter (and ``doc_ids``, when given) runs inside Qdrant. Without
         ``doc_ids``, a query that names one document of the case is answered from
         that document; otherwise no document fills more than its share of k. The
         same query on the same data returns the same list, in any process.
