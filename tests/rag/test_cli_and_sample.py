@@ -26,6 +26,11 @@ def test_cli_commands(tmp_path: Path, two_cases: tuple[Path, Path]) -> None:
     assert documents_command(settings, 2, console=con) == 0
     assert "case-2/supply-agreement.md" in out.getvalue()
     assert documents_command(settings, 77, console=con) == 1
+    # At 80 columns doc ids stay whole (delete --doc-id needs them) and nothing overflows.
+    narrow = io.StringIO()
+    assert documents_command(settings, 2, console=Console(file=narrow, width=80)) == 0
+    assert "case-2/supply-agreement.md" in narrow.getvalue()
+    assert all(len(line) <= 80 for line in narrow.getvalue().splitlines())
     assert delete_command(settings, 2, "case-2/supply-agreement.md", console=con) == 0
     assert delete_command(settings, 2, "case-2/supply-agreement.md", console=con) == 1
     assert delete_command(settings, 1, console=con) == 0

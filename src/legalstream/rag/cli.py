@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -77,9 +78,13 @@ def cases_command(settings: Settings, *, console: Console | None = None) -> int:
     if not cases:
         console.print("no cases ingested")
         return 0
-    table = Table("case", "title", "documents", "chunks")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("case", justify="right", no_wrap=True)
+    table.add_column("documents", justify="right", no_wrap=True)
+    table.add_column("chunks", justify="right", no_wrap=True)
+    table.add_column("title", overflow="fold")
     for c in cases:
-        table.add_row(str(c.case_id), c.title or "", str(c.documents), str(c.chunks))
+        table.add_row(str(c.case_id), str(c.documents), str(c.chunks), c.title or "")
     console.print(table)
     return 0
 
@@ -91,24 +96,53 @@ def documents_command(settings: Settings, case_id: int, *, console: Console | No
             console.print(f"[yellow]no case {case_id}[/]")
             return 1
         docs = engine.documents(case_id)
-    table = Table("doc_id", "title", "type", "pages", "chunks", "size", "ingested (UTC)")
+    # doc ids are never cut (delete --doc-id needs them); the title gives way first.
+    id_width = max([len("doc_id"), *(len(d.doc_id) for d in docs)])
+    fixed = id_width + 8 + 5 + 6 + 7 + 10 + 3 * 6 + 1  # other columns, 3 spaces between
+    if console.width - fixed < 12:
+        # Too narrow for a table: one document per two lines.
+        for d in docs:
+            console.print(d.doc_id, highlight=False, soft_wrap=True)
+            details = ", ".join(
+                x
+                for x in (
+                    d.file_type or "",
+                    f"{d.pages} pages" if d.pages else "",
+                    f"{d.chunks} chunks",
+                    _size(d.size_bytes),
+                    f"ingested {_day(d.ingested_at)}" if d.ingested_at else "",
+                )
+                if x
+            )
+            console.print(
+                f"    {details} — {d.title}", highlight=False, overflow="ellipsis", no_wrap=True
+            )
+        return 0
+    title_width = console.width - fixed
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("doc_id", no_wrap=True, min_width=id_width)
+    table.add_column("type", no_wrap=True, min_width=8)
+    table.add_column("pages", justify="right", no_wrap=True, min_width=5)
+    table.add_column("chunks", justify="right", no_wrap=True, min_width=6)
+    table.add_column("size", justify="right", no_wrap=True, min_width=7)
+    table.add_column("ingested", no_wrap=True, min_width=10)
+    table.add_column("title", no_wrap=True, max_width=title_width)
     for d in docs:
-        when = (
-            datetime.fromtimestamp(d.ingested_at, UTC).strftime("%Y-%m-%d %H:%M")
-            if d.ingested_at
-            else ""
-        )
         table.add_row(
             d.doc_id,
-            d.title,
             d.file_type or "",
             str(d.pages or ""),
             str(d.chunks),
             _size(d.size_bytes),
-            when,
+            _day(d.ingested_at) if d.ingested_at else "",
+            d.title if len(d.title) <= title_width else d.title[: title_width - 1] + "…",
         )
     console.print(table)
     return 0
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def _size(n: int | None) -> str:
