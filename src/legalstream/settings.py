@@ -100,12 +100,14 @@ class RagSettings(BaseModel):
     embed_batch_size: int = 4
     top_k: int = 5
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    #: Longest retrieval unit in characters: a lead-in with its items is one unit only when
+    #: it fits; a longer clause is cut at sentence ends.
     chunk_size: int = 1200
+    #: Not used since units are clauses (they carry context spans instead of overlap).
     chunk_overlap: int = 150
     sample_corpus: Path = REPO_ROOT / "data" / "sample"
     ingest_sample_on_start: bool = True
-    #: Reciprocal-rank-fusion constant of hybrid search (score = Σ w/(k + rank)). A small k
-    #: lets either arm's top hits lead; `make eval` measured 10 best (2, 10, 60 tried).
+    #: Reciprocal-rank-fusion constant (score = Σ w/(k + rank)) when ``fusion = "rrf"``.
     rrf_k: int = 10
     #: RRF weights of the (dense, bm25) arms; None weighs them equally.
     rrf_weights: tuple[float, float] | None = None
