@@ -338,7 +338,7 @@ def chunk_text(
             ln.heading_level, ln.heading_text = found
 
     units = _units(lines, transcript, dotted_doc)
-    units = _group_lead_ins(text, units, chunk_size)
+    units = _group_lead_ins(units, chunk_size)
     units = _merge_small(units, chunk_size, page_starts)
     pieces = _split_oversize(text, units, chunk_size)
     return _chunks(text, pieces, page_starts)
@@ -385,7 +385,7 @@ def _units(lines: list[_Line], transcript: bool, dotted_doc: bool) -> list[_Unit
     return units
 
 
-def _group_lead_ins(text: str, units: list[_Unit], size: int) -> list[_Unit]:
+def _group_lead_ins(units: list[_Unit], size: int) -> list[_Unit]:
     """Keep a lead-in with its items when they fit; else give each item its lead-in."""
     out: list[_Unit] = []
     i = 0
