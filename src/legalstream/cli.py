@@ -1,4 +1,4 @@
-"""``legalstream`` command line: serve, ingest, cases, delete, query, probe."""
+"""``legalstream`` command line: serve, ingest, cases, documents, delete, query, probe."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--case-id", type=int, required=True)
     ingest.add_argument("--title")
 
-    sub.add_parser("cases", help="list cases with document and chunk counts")
+    sub.add_parser("cases", help="list cases with titles, document and chunk counts")
+
+    documents = sub.add_parser("documents", help="list a case's documents")
+    documents.add_argument("--case-id", type=int, required=True)
 
     delete = sub.add_parser("delete", help="delete a document or a whole case")
     delete.add_argument("--case-id", type=int, required=True)
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             from legalstream.rag.cli import cases_command
 
             return cases_command(settings)
+        case "documents":
+            from legalstream.rag.cli import documents_command
+
+            return documents_command(settings, args.case_id)
         case "delete":
             from legalstream.rag.cli import delete_command
 

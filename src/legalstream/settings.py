@@ -118,18 +118,31 @@ class RagSettings(BaseModel):
     qdrant_path: str | None = None
     collection: str = "legal_chunks"
     embed_model: str = "minilm-onnx"
-    embed_batch_size: int = 32
+    #: Texts per onnxruntime call when ingesting: small batches are faster for clause-sized
+    #: units on small CPUs (measured in docs/retrieval.md, Speed).
+    embed_batch_size: int = 4
     top_k: int = 5
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    #: Longest retrieval unit in characters: a lead-in with its items is one unit only when
+    #: it fits; a longer clause is cut at sentence ends.
     chunk_size: int = 1200
+    #: Not used since units are clauses (they carry context spans instead of overlap).
     chunk_overlap: int = 150
     sample_corpus: Path = REPO_ROOT / "data" / "sample"
     ingest_sample_on_start: bool = True
-    #: Reciprocal-rank-fusion constant of hybrid search (score = Σ w/(k + rank)). A small k
-    #: lets either arm's top hits lead; `make eval` measured 10 best (2, 10, 60 tried).
+    #: Reciprocal-rank-fusion constant (score = Σ w/(k + rank)) when ``fusion = "rrf"``.
     rrf_k: int = 10
     #: RRF weights of the (dense, bm25) arms; None weighs them equally.
     rrf_weights: tuple[float, float] | None = None
+    #: How hybrid search fuses its arms: "convex" (weighted sum of min-max normalised
+    #: scores) or "rrf" (reciprocal rank). docs/retrieval.md: chosen with `make eval`.
+    fusion: Literal["convex", "rrf"] = "convex"
+    #: Weights of the (dense, bm25) arms in convex fusion.
+    fusion_weights: tuple[float, float] = (1.0, 1.0)
+    #: Hybrid hits scoring below this share of the best hit are not returned (None: all k).
+    min_score_ratio: float | None = 0.4
+    #: A question that names one document of the case is answered from that document.
+    route_documents: bool = True
     #: Candidates each hybrid arm fetches before fusion.
     prefetch: int = 40
     #: BM25 IDF computed over the queried case only (Edge and Qdrant server).

@@ -43,8 +43,9 @@ AGREEMENT_2 = """# Supply Agreement
 """
 
 
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """A minimal valid PDF with one text line per page (Helvetica), written by hand."""
+def write_pdf(path: Path, pages: list[str] | list[list[str]]) -> Path:
+    """A minimal valid PDF (Helvetica), written by hand: one text line per page, or
+    a list of lines per page (each line as written, double spaces included)."""
     objs: list[bytes] = []
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objs.append(b"<< /Type /Catalog /Pages 2 0 R >>")
@@ -56,8 +57,12 @@ def write_pdf(path: Path, pages: list[str]) -> Path:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content_id} 0 R"
             f" /Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
         )
-        safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 11 Tf 50 740 Td ({safe}) Tj ET".encode()
+        lines = [text] if isinstance(text, str) else text
+        shown = " T* ".join(
+            "(" + ln.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj"
+            for ln in lines
+        )
+        stream = f"BT /F1 11 Tf 14 TL 50 740 Td {shown} ET".encode()
         objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = bytearray(b"%PDF-1.4\n")

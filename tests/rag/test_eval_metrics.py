@@ -122,8 +122,11 @@ def test_run_set_end_to_end_on_a_subset(tmp_path: Path) -> None:
             # Recall and document hits only grow with k.
             assert by_k[1].evidence_recall <= by_k[8].evidence_recall <= by_k[16].evidence_recall
             assert by_k[4].doc_hit <= by_k[16].doc_hit
-    # Two short contracts: by 16 hits every clause of the right one is in.
-    assert report.scores["within"]["bm25"][16].evidence_recall == 1.0
+    # Retrieval returns clause-sized units (a contract is more than 16 of them), so
+    # "16 hits hold the whole contract" no longer holds; the configured mode still
+    # finds the evidence of nearly every question of these two contracts.
+    assert report.scores["within"]["hybrid"][16].evidence_recall >= 0.9
+    assert report.scores["within"]["bm25"][16].evidence_recall >= 0.9
     assert report.repeat["bm25"]["queries"] == 2 * len(evalset.questions)
     # BM25 has no ties to break at random: the same searches give the same chunks,
     # in this process and in the second one.

@@ -30,18 +30,23 @@ def test_every_file_type(engine: RetrievalEngine, tmp_path: Path) -> None:
     assert report.documents == 5
     docs = {d.doc_id: d for d in engine.documents(7)}
     assert set(docs) == {
-        f"case-7/{n}" for n in ("complaint", "notes", "log", "declaration", "order")
+        f"case-7/{n}"
+        for n in ("complaint.md", "notes.txt", "log.pdf", "declaration.docx", "order.html")
     }
-    assert docs["case-7/log"].pages == 2
-    assert docs["case-7/declaration"].title == "Declaration of Sandra Whitlock"
+    assert docs["case-7/log.pdf"].pages == 2
+    assert docs["case-7/declaration.docx"].title == "Declaration of Sandra Whitlock"
 
     pdf = engine.search("chamber reached 36 degrees", 7, k=1, mode="bm25")[0]
-    assert pdf.doc_id == "case-7/log" and pdf.page == 2
+    assert pdf.doc_id == "case-7/log.pdf" and pdf.page == 2
     docx = engine.search("Declared Value Form DV-7", 7, k=1)[0]
-    assert docx.doc_id == "case-7/declaration" and docx.section and "Declared Value" in docx.section
+    assert (
+        docx.doc_id == "case-7/declaration.docx"
+        and docx.section
+        and "Declared Value" in docx.section
+    )
     html = engine.search("when is the jury trial set", 7, k=1)[0]
-    assert html.doc_id == "case-7/order" and "March 3, 2025" in html.quote
-    assert "never indexed" not in (engine.source_text("case-7/order") or "")
+    assert html.doc_id == "case-7/order.html" and "March 3, 2025" in html.quote
+    assert "never indexed" not in (engine.source_text("case-7/order.html") or "")
     _check_spans(engine, [pdf, docx, html])
 
 
@@ -73,7 +78,7 @@ def test_bad_files_are_reported_and_skipped(engine: RetrievalEngine, tmp_path: P
     assert "unsupported" in (errors["image.png"] or "")
     assert "corrupt" in (errors["corrupt.pdf"] or "")
     assert "unreadable" in (errors["dangling.md"] or "")
-    assert engine.search("alarm bypass", 3)[0].doc_id == "case-3/good"
+    assert engine.search("alarm bypass", 3)[0].doc_id == "case-3/good.md"
 
 
 def test_reingest_skips_unchanged_and_replaces_changed(
@@ -94,7 +99,7 @@ def test_reingest_skips_unchanged_and_replaces_changed(
     hits = engine.search("compressor Saturday", 4, mode="bm25")
     assert all("compressor" not in h.quote for h in hits)
     assert "evaporator" in engine.search("evaporator fan", 4)[0].quote
-    assert "evaporator" in (engine.source_text("case-4/memo") or "")
+    assert "evaporator" in (engine.source_text("case-4/memo.md") or "")
 
 
 def test_chunk_metadata_and_spans(engine: RetrievalEngine, two_cases: tuple[Path, Path]) -> None:
@@ -102,11 +107,11 @@ def test_chunk_metadata_and_spans(engine: RetrievalEngine, two_cases: tuple[Path
     engine.ingest_path(c1 / "complaint.md", 1, title="Bluewater Complaint")
     hit = engine.search("gross negligence alarm bypass sixty-one hours", 1, k=1)[0]
     assert hit.case_id == 1
-    assert hit.doc_id == "case-1/complaint"
+    assert hit.doc_id == "case-1/complaint.md"
     assert hit.title == "Bluewater Complaint"
     assert hit.section == "COUNT II — GROSS NEGLIGENCE · ¶ 16"
     assert hit.page is None
-    assert hit.chunk_id.startswith("case-1/complaint#")
+    assert hit.chunk_id.startswith("case-1/complaint.md#")
     d = hit.to_dict()
     assert set(d) == {
         "chunk_id",
@@ -119,7 +124,10 @@ def test_chunk_metadata_and_spans(engine: RetrievalEngine, two_cases: tuple[Path
         "char_end",
         "quote",
         "score",
+        "context",
+        "labels",
     }
+    assert d["context"][-1]["quote"] == "## COUNT II — GROSS NEGLIGENCE"
     _check_spans(engine, engine.search("breach damages", 1, k=10))
 
 

@@ -64,11 +64,13 @@ def test_llamaindex_retriever(loaded: RetrievalEngine) -> None:
 
 def test_delete_document_and_case(loaded: RetrievalEngine) -> None:
     before = {c.case_id: c.chunks for c in loaded.cases()}
-    assert loaded.delete_document(2, "case-2/supply-agreement") == before[2]
+    assert loaded.delete_document(2, "case-2/supply-agreement.md") == before[2]
     assert loaded.search("cheese warranty", 2) == []
-    assert loaded.source_text("case-2/supply-agreement") is None
-    assert loaded.delete_document(2, "case-2/supply-agreement") == 0
-    assert [c.case_id for c in loaded.cases()] == [1]
+    assert loaded.source_text("case-2/supply-agreement.md") is None
+    assert loaded.delete_document(2, "case-2/supply-agreement.md") == 0
+    # The case stays (with no documents) until it is deleted itself.
+    assert [(c.case_id, c.documents) for c in loaded.cases()] == [(1, 1), (2, 0)]
+    assert loaded.delete_case(2) == 0
     assert loaded.delete_case(1) == before[1]
     assert loaded.cases() == []
 
@@ -113,7 +115,7 @@ def test_persists_across_reopen(settings: RagSettings, two_cases: tuple[Path, Pa
     with RetrievalEngine.from_settings(settings) as eng:
         assert eng.cases()[0].documents == 1
         assert eng.ingest_path(two_cases[0], 1).skipped == 1
-        assert eng.search("bypass", 1, k=1)[0].doc_id == "case-1/complaint"
+        assert eng.search("bypass", 1, k=1)[0].doc_id == "case-1/complaint.md"
 
 
 @pytest.mark.parametrize("location", ["memory", "path"])
@@ -130,10 +132,10 @@ def test_qdrant_client_local_mode(
             for q in CASE_2_QUERIES[:4]:
                 assert all(h.case_id == 1 for h in eng.search(q, 1, mode=mode))
             hit = eng.search("thirty days to cure", 2, k=1, mode=mode)[0]
-            assert hit.doc_id == "case-2/supply-agreement"
+            assert hit.doc_id == "case-2/supply-agreement.md"
             src = eng.source_text(hit.doc_id) or ""
             assert src[hit.char_start : hit.char_end] == hit.quote
         assert {c.case_id: c.documents for c in eng.cases()} == {1: 1, 2: 1}
         assert eng.delete_case(2) > 0
         assert [c.case_id for c in eng.cases()] == [1]
-        assert COMPLAINT_1.splitlines()[0] in (eng.source_text("case-1/complaint") or "")
+        assert COMPLAINT_1.splitlines()[0] in (eng.source_text("case-1/complaint.md") or "")

@@ -7,6 +7,20 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class ContextQuote:
+    """Source text a cited unit needs to be read right: a heading above it, its lead-in.
+
+    Like the quote itself, ``quote == source_text[char_start:char_end]``.
+    """
+
+    char_start: int
+    char_end: int
+    quote: str
+    #: "heading" | "lead_in"
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
 class Citation:
     chunk_id: str
     doc_id: str
@@ -14,13 +28,18 @@ class Citation:
     case_id: int
     #: 1-based page for paginated sources (PDF), else None.
     page: int | None
-    #: Most specific legal label: "COUNT I — BREACH OF CONTRACT, ¶ 94", "Section 7.2", "Page 42".
+    #: Most specific legal label: "COUNT I — BREACH OF CONTRACT · ¶ 94", "5. CONFIDENTIALITY · Section 5.2(a)".
     section: str | None
     #: Span of ``quote`` in the document's normalized source text (see RetrievalEngine.source_text).
     char_start: int
     char_end: int
+    #: The retrieved unit: a clause, definition, sub-item, paragraph or transcript exchange.
     quote: str
     score: float
+    #: What the unit needs around it, in document order (headings, then its lead-in).
+    context: tuple[ContextQuote, ...] = ()
+    #: Every label the unit carries: headings above it, "Section 5.2(a)", "¶ 12", a defined term.
+    labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,4 +59,9 @@ class Citation:
             char_end=int(payload["char_end"]),
             quote=str(payload["text"]),
             score=float(score),
+            context=tuple(
+                ContextQuote(int(c[0]), int(c[1]), str(c[3]), str(c[2]))
+                for c in payload.get("context") or ()
+            ),
+            labels=tuple(str(x) for x in payload.get("labels") or ()),
         )

@@ -1,9 +1,9 @@
 """Qdrant Edge: the real Qdrant engine in process, one shard on a local directory.
 
-Measured (tests/rag/test_threads.py, bench/retrieval.py): EdgeShard reads are
-safe from many threads at once, so queries take no Python lock; writes are
-serialised by a lock so a document's "write new chunks, delete old ones" steps
-from two ingests never interleave.
+EdgeShard reads are safe from many threads at once (tests/rag/test_visibility.py
+searches from many threads during ingests), so queries take no Python lock;
+writes are serialised by a lock so a document's "write pending chunks, publish,
+delete old ones" steps from two ingests never interleave.
 """
 
 from __future__ import annotations
@@ -17,17 +17,26 @@ import qdrant_edge as qe
 from legalstream.rag.store import (
     DENSE,
     HEAVY_FIELDS,
+    KIND_CASE,
     KIND_CHUNK,
     KIND_DOC,
     SPARSE,
+    ArmQuery,
     ChunkPoint,
-    QuerySpec,
+    Hit,
+    case_point_id,
     doc_point_id,
+    staging_case,
 )
 
 
 def _match(key: str, value: Any) -> qe.FieldCondition:
     return qe.FieldCondition(key, match=qe.MatchValue(value))
+
+
+def _both(case_id: int) -> qe.FieldCondition:
+    """A case's published and staged points."""
+    return qe.FieldCondition("case_id", match=qe.MatchAny([case_id, staging_case(case_id)]))
 
 
 class EdgeStore:
@@ -37,6 +46,8 @@ class EdgeStore:
         self.path = Path(path)
         self.idf_per_case = idf_per_case
         self._write = threading.Lock()
+        #: Points per upsert request (a document's chunks may take several).
+        self.upsert_batch = 512
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
@@ -81,8 +92,21 @@ class EdgeStore:
             for p in points
         ]
         with self._write:
-            for i in range(0, len(ops), 512):
-                self.shard.update(qe.UpdateOperation.upsert_points(ops[i : i + 512]))
+            n = self.upsert_batch
+            for i in range(0, len(ops), n):
+                self.shard.update(qe.UpdateOperation.upsert_points(ops[i : i + n]))
+
+    def publish_chunks(self, case_id: int, doc_id: str, content_hash: str) -> None:
+        flt = qe.Filter(
+            must=[
+                _match("case_id", staging_case(case_id)),
+                _match("doc_id", doc_id),
+                _match("content_hash", content_hash),
+                _match("kind", KIND_CHUNK),
+            ]
+        )
+        with self._write:
+            self.shard.update(qe.UpdateOperation.set_payload_by_filter(flt, {"case_id": case_id}))
 
     def upsert_document(self, case_id: int, doc_id: str, payload: dict[str, Any]) -> None:
         body = {**payload, "kind": KIND_DOC, "case_id": case_id, "doc_id": doc_id}
@@ -93,8 +117,16 @@ class EdgeStore:
                 )
             )
 
+    def upsert_case(self, case_id: int, payload: dict[str, Any]) -> None:
+        body = {**payload, "kind": KIND_CASE, "case_id": case_id}
+        with self._write:
+            self.shard.update(
+                qe.UpdateOperation.upsert_points([qe.Point(case_point_id(case_id), {}, body)])
+            )
+
     def delete_chunks(self, case_id: int, doc_id: str, except_hash: str | None = None) -> int:
-        must = [_match("case_id", case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
+        # Staged chunks too: those of an ingest that never finished.
+        must = [_both(case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
         must_not = [_match("content_hash", except_hash)] if except_hash else None
         flt = qe.Filter(must=must, must_not=must_not)
         with self._write:
@@ -104,15 +136,15 @@ class EdgeStore:
         return n
 
     def delete_document(self, case_id: int, doc_id: str) -> int:
-        n = self.delete_chunks(case_id, doc_id)
+        # The document record goes first: listings stop showing it before its chunks go.
         with self._write:
             self.shard.update(qe.UpdateOperation.delete_points([doc_point_id(case_id, doc_id)]))
-        return n
+        return self.delete_chunks(case_id, doc_id)
 
     def delete_case(self, case_id: int) -> int:
         n = self.count_chunks(case_id)
         with self._write:
-            flt = qe.Filter(must=[_match("case_id", case_id)])
+            flt = qe.Filter(must=[_both(case_id)])
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
         return n
 
@@ -125,24 +157,36 @@ class EdgeStore:
         recs, _ = self.shard.scroll(qe.ScrollRequest(limit=1, filter=flt, with_payload=True))
         return dict(recs[0].payload or {}) if recs else None
 
-    def list_documents(self, case_id: int | None) -> list[dict[str, Any]]:
-        must = [_match("kind", KIND_DOC)]
-        if case_id is not None:
-            must.append(_match("case_id", case_id))
+    def _scroll(self, flt: qe.Filter, selector: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         offset = None
         while True:
             recs, offset = self.shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=256,
-                    filter=qe.Filter(must=must),
-                    with_payload=qe.PayloadSelector.Exclude(HEAVY_FIELDS),
-                )
+                qe.ScrollRequest(offset=offset, limit=256, filter=flt, with_payload=selector)
             )
             out.extend(dict(r.payload or {}) for r in recs)
             if offset is None:
                 return out
+
+    def list_documents(
+        self, case_id: int | None, fields: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        must = [_match("kind", KIND_DOC)]
+        if case_id is not None:
+            must.append(_match("case_id", case_id))
+        selector = (
+            qe.PayloadSelector.Include(fields)
+            if fields
+            else qe.PayloadSelector.Exclude(HEAVY_FIELDS)
+        )
+        return self._scroll(qe.Filter(must=must), selector)
+
+    def get_case(self, case_id: int) -> dict[str, Any] | None:
+        recs = self.shard.retrieve([case_point_id(case_id)], True, False)
+        return dict(recs[0].payload or {}) if recs else None
+
+    def list_cases(self) -> list[dict[str, Any]]:
+        return self._scroll(qe.Filter(must=[_match("kind", KIND_CASE)]), True)
 
     def count_chunks(self, case_id: int, doc_id: str | None = None) -> int:
         must = [_match("case_id", case_id), _match("kind", KIND_CHUNK)]
@@ -150,47 +194,46 @@ class EdgeStore:
             must.append(_match("doc_id", doc_id))
         return self.shard.count(qe.CountRequest(filter=qe.Filter(must=must), exact=True))
 
-    def query(self, spec: QuerySpec) -> list[tuple[dict[str, Any], float]]:
-        case = qe.Filter(must=[_match("case_id", spec.case_id)])
-        dense = sparse = None
-        if spec.dense is not None:
-            dense = qe.Query.Nearest(spec.dense.tolist(), using=DENSE)
-        sparse_params = None
-        if spec.sparse is not None:
-            sparse = qe.Query.Nearest(
-                qe.SparseVector(spec.sparse.indices, spec.sparse.values), using=SPARSE
-            )
-            if self.idf_per_case:
+    def search_arms(
+        self, case_id: int, arms: list[ArmQuery], limit: int, doc_ids: list[str] | None
+    ) -> list[list[Hit]]:
+        case = qe.Filter(must=[_match("case_id", case_id)])
+        must = [_match("case_id", case_id)]
+        if doc_ids:
+            must.append(qe.FieldCondition("doc_id", match=qe.MatchAny(list(doc_ids))))
+        flt = qe.Filter(must=must)
+        requests = []
+        for arm in arms:
+            if arm.using == DENSE:
+                assert arm.dense is not None
+                query = qe.Query.Nearest(arm.dense.tolist(), using=DENSE)
+                params = None
+            else:
+                assert arm.sparse is not None
+                query = qe.Query.Nearest(
+                    qe.SparseVector(arm.sparse.indices, arm.sparse.values), using=SPARSE
+                )
                 # IDF over this case's chunks only: another case's vocabulary never
                 # shifts the ranking here (and no statistics leak across cases).
-                sparse_params = qe.SearchParams(idf=qe.IdfParams(corpus=case))
-        if spec.mode == "hybrid" and dense is not None and sparse is not None:
-            req = qe.QueryRequest(
-                limit=spec.k,
-                prefetches=[
-                    qe.Prefetch(limit=spec.prefetch, query=dense, filter=case),
-                    qe.Prefetch(
-                        limit=spec.prefetch, query=sparse, filter=case, params=sparse_params
-                    ),
-                ],
-                query=qe.Fusion.Rrf(
-                    k=spec.rrf_k,
-                    weights=list(spec.rrf_weights) if spec.rrf_weights else None,
-                ),
-                filter=case,
-                with_payload=True,
+                params = (
+                    qe.SearchParams(idf=qe.IdfParams(corpus=case)) if self.idf_per_case else None
+                )
+            requests.append(
+                qe.QueryRequest(
+                    limit=limit, query=query, filter=flt, params=params, with_payload=False
+                )
             )
-        elif spec.mode == "bm25" and sparse is not None:
-            req = qe.QueryRequest(
-                limit=spec.k, query=sparse, filter=case, params=sparse_params, with_payload=True
-            )
-        elif dense is not None:
-            req = qe.QueryRequest(limit=spec.k, query=dense, filter=case, with_payload=True)
+        if len(requests) == 1:
+            results = [self.shard.query(requests[0])]
         else:
-            raise ValueError(
-                f"mode {spec.mode!r} needs a {'sparse' if spec.mode == 'bm25' else 'dense'} vector"
-            )
-        return [(dict(p.payload or {}), float(p.score)) for p in self.shard.query(req)]
+            results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[(str(p.id), float(p.score)) for p in r] for r in results]
+
+    def payloads(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        recs = self.shard.retrieve(list(ids), True, False)
+        return {str(r.id): dict(r.payload or {}) for r in recs}
 
     def optimize(self) -> None:
         with self._write:

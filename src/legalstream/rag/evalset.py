@@ -38,7 +38,7 @@ CONTRACTS_CASE_ID = 1
 class Question:
     id: str
     question: str
-    #: The gold document's doc_id as the engine names it (``<parent folder>/<file stem>``).
+    #: The gold document's doc_id as the engine names it (``<parent folder>/<file name>``).
     doc_id: str
     quotes: tuple[str, ...]
     names_document: bool
@@ -126,9 +126,11 @@ def load_sample_set(sample_dir: Path, questions: Path) -> EvalSet:
     out = []
     for row in _read_jsonl(questions):
         case_id = int(str(row["case_id"]))
-        doc_id = f"{folders[case_id].name}/{row['gold_doc']}"
+        # gold_doc is a file stem; the doc id names the file ("case-1/complaint.md").
+        matches = [p for p in folders[case_id].iterdir() if p.stem == row["gold_doc"]]
+        doc_id = make_doc_id(matches[0]) if len(matches) == 1 else f"{row['gold_doc']}?"
         if doc_id not in documents:
-            raise ValueError(f"{row['id']}: no document {doc_id}")
+            raise ValueError(f"{row['id']}: no document {row['gold_doc']} in case {case_id}")
         out.append(_question(row, doc_id, case_id))
     return EvalSet("sample", out, documents)
 

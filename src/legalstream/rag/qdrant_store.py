@@ -16,17 +16,26 @@ from qdrant_client import models as m
 from legalstream.rag.store import (
     DENSE,
     HEAVY_FIELDS,
+    KIND_CASE,
     KIND_CHUNK,
     KIND_DOC,
     SPARSE,
+    ArmQuery,
     ChunkPoint,
-    QuerySpec,
+    Hit,
+    case_point_id,
     doc_point_id,
+    staging_case,
 )
 
 
 def _match(key: str, value: Any) -> m.FieldCondition:
     return m.FieldCondition(key=key, match=m.MatchValue(value=value))
+
+
+def _both(case_id: int) -> m.FieldCondition:
+    """A case's published and staged points."""
+    return m.FieldCondition(key="case_id", match=m.MatchAny(any=[case_id, staging_case(case_id)]))
 
 
 class QdrantStore:
@@ -54,6 +63,8 @@ class QdrantStore:
         # a server connection is, so only local mode serialises every call.
         self._lock: threading.Lock | None = threading.Lock() if self.local else None
         self._write = threading.Lock()
+        #: Points per upsert request (a document's chunks may take several).
+        self.upsert_batch = 512
         if not self.client.collection_exists(collection):
             self.client.create_collection(
                 collection,
@@ -91,12 +102,37 @@ class QdrantStore:
             for p in points
         ]
         with self._write:
-            for i in range(0, len(structs), 512):
-                self._call(self.client.upsert, self.collection, structs[i : i + 512], wait=True)
+            n = self.upsert_batch
+            for i in range(0, len(structs), n):
+                self._call(self.client.upsert, self.collection, structs[i : i + n], wait=True)
 
     def upsert_document(self, case_id: int, doc_id: str, payload: dict[str, Any]) -> None:
         body = {**payload, "kind": KIND_DOC, "case_id": case_id, "doc_id": doc_id}
         point = m.PointStruct(id=doc_point_id(case_id, doc_id), vector={}, payload=body)
+        with self._write:
+            self._call(self.client.upsert, self.collection, [point], wait=True)
+
+    def publish_chunks(self, case_id: int, doc_id: str, content_hash: str) -> None:
+        flt = m.Filter(
+            must=[
+                _match("case_id", staging_case(case_id)),
+                _match("doc_id", doc_id),
+                _match("content_hash", content_hash),
+                _match("kind", KIND_CHUNK),
+            ]
+        )
+        with self._write:
+            self._call(
+                self.client.set_payload,
+                self.collection,
+                {"case_id": case_id},
+                points=m.FilterSelector(filter=flt),
+                wait=True,
+            )
+
+    def upsert_case(self, case_id: int, payload: dict[str, Any]) -> None:
+        body = {**payload, "kind": KIND_CASE, "case_id": case_id}
+        point = m.PointStruct(id=case_point_id(case_id), vector={}, payload=body)
         with self._write:
             self._call(self.client.upsert, self.collection, [point], wait=True)
 
@@ -107,13 +143,14 @@ class QdrantStore:
         return n
 
     def delete_chunks(self, case_id: int, doc_id: str, except_hash: str | None = None) -> int:
-        must = [_match("case_id", case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
+        # Staged chunks too: those of an ingest that never finished.
+        must = [_both(case_id), _match("doc_id", doc_id), _match("kind", KIND_CHUNK)]
         must_not = [_match("content_hash", except_hash)] if except_hash else None
         with self._write:
             return self._delete(m.Filter(must=must, must_not=must_not))
 
     def delete_document(self, case_id: int, doc_id: str) -> int:
-        n = self.delete_chunks(case_id, doc_id)
+        # The document record goes first: listings stop showing it before its chunks go.
         with self._write:
             self._call(
                 self.client.delete,
@@ -121,12 +158,12 @@ class QdrantStore:
                 m.PointIdsList(points=[doc_point_id(case_id, doc_id)]),
                 wait=True,
             )
-        return n
+        return self.delete_chunks(case_id, doc_id)
 
     def delete_case(self, case_id: int) -> int:
         n = self.count_chunks(case_id)
         with self._write:
-            self._delete(m.Filter(must=[_match("case_id", case_id)]))
+            self._delete(m.Filter(must=[_both(case_id)]))
         return n
 
     # reads -------------------------------------------------------------------------
@@ -145,24 +182,39 @@ class QdrantStore:
             )
         return dict(recs[0].payload or {}) if recs else None
 
-    def list_documents(self, case_id: int | None) -> list[dict[str, Any]]:
-        must = [_match("kind", KIND_DOC)]
-        if case_id is not None:
-            must.append(_match("case_id", case_id))
+    def _scroll(self, flt: m.Filter, with_payload: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         offset = None
         while True:
             recs, offset = self._call(
                 self.client.scroll,
                 self.collection,
-                scroll_filter=m.Filter(must=must),
+                scroll_filter=flt,
                 limit=256,
                 offset=offset,
-                with_payload=m.PayloadSelectorExclude(exclude=HEAVY_FIELDS),
+                with_payload=with_payload,
             )
             out.extend(dict(r.payload or {}) for r in recs)
             if offset is None:
                 return out
+
+    def list_documents(
+        self, case_id: int | None, fields: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        must = [_match("kind", KIND_DOC)]
+        if case_id is not None:
+            must.append(_match("case_id", case_id))
+        selector: Any = fields if fields else m.PayloadSelectorExclude(exclude=HEAVY_FIELDS)
+        return self._scroll(m.Filter(must=must), selector)
+
+    def get_case(self, case_id: int) -> dict[str, Any] | None:
+        recs = self._call(
+            self.client.retrieve, self.collection, [case_point_id(case_id)], with_payload=True
+        )
+        return dict(recs[0].payload or {}) if recs else None
+
+    def list_cases(self) -> list[dict[str, Any]]:
+        return self._scroll(m.Filter(must=[_match("kind", KIND_CASE)]), True)
 
     def count_chunks(self, case_id: int, doc_id: str | None = None) -> int:
         must = [_match("case_id", case_id), _match("kind", KIND_CHUNK)]
@@ -173,67 +225,46 @@ class QdrantStore:
         )
         return int(res.count)
 
-    def query(self, spec: QuerySpec) -> list[tuple[dict[str, Any], float]]:
-        case = m.Filter(must=[_match("case_id", spec.case_id)])
-        dense = spec.dense.tolist() if spec.dense is not None else None
-        sparse = (
-            m.SparseVector(indices=spec.sparse.indices, values=spec.sparse.values)
-            if spec.sparse is not None
-            else None
-        )
-        sparse_params = (
-            m.SearchParams(idf=m.IdfCorpusParams(corpus=case))
-            if self.idf_per_case and sparse is not None
-            else None
-        )
-        if spec.mode == "hybrid" and dense is not None and sparse is not None:
-            res = self._call(
-                self.client.query_points,
-                self.collection,
-                prefetch=[
-                    m.Prefetch(query=dense, using=DENSE, limit=spec.prefetch, filter=case),
-                    m.Prefetch(
-                        query=sparse,
-                        using=SPARSE,
-                        limit=spec.prefetch,
-                        filter=case,
-                        params=sparse_params,
-                    ),
-                ],
-                query=m.RrfQuery(
-                    rrf=m.Rrf(
-                        k=spec.rrf_k,
-                        weights=list(spec.rrf_weights) if spec.rrf_weights else None,
-                    )
-                ),
-                query_filter=case,
-                limit=spec.k,
-                with_payload=True,
+    def search_arms(
+        self, case_id: int, arms: list[ArmQuery], limit: int, doc_ids: list[str] | None
+    ) -> list[list[Hit]]:
+        case = m.Filter(must=[_match("case_id", case_id)])
+        must: list[Any] = [_match("case_id", case_id)]
+        if doc_ids:
+            must.append(m.FieldCondition(key="doc_id", match=m.MatchAny(any=list(doc_ids))))
+        flt = m.Filter(must=must)
+        requests = []
+        for arm in arms:
+            if arm.using == DENSE:
+                assert arm.dense is not None
+                query: Any = arm.dense.tolist()
+                params = None
+            else:
+                assert arm.sparse is not None
+                query = m.SparseVector(indices=arm.sparse.indices, values=arm.sparse.values)
+                params = (
+                    m.SearchParams(idf=m.IdfCorpusParams(corpus=case))
+                    if self.idf_per_case
+                    else None
+                )
+            requests.append(
+                m.QueryRequest(
+                    query=query,
+                    using=arm.using,
+                    filter=flt,
+                    params=params,
+                    limit=limit,
+                    with_payload=False,
+                )
             )
-        elif spec.mode == "bm25" and sparse is not None:
-            res = self._call(
-                self.client.query_points,
-                self.collection,
-                query=sparse,
-                using=SPARSE,
-                query_filter=case,
-                search_params=sparse_params,
-                limit=spec.k,
-                with_payload=True,
-            )
-        elif dense is not None:
-            res = self._call(
-                self.client.query_points,
-                self.collection,
-                query=dense,
-                using=DENSE,
-                query_filter=case,
-                limit=spec.k,
-                with_payload=True,
-            )
-        else:
-            raise ValueError(f"mode {spec.mode!r} needs its query vector")
-        return [(dict(p.payload or {}), float(p.score)) for p in res.points]
+        results = self._call(self.client.query_batch_points, self.collection, requests)
+        return [[(str(p.id), float(p.score)) for p in r.points] for r in results]
+
+    def payloads(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        recs = self._call(self.client.retrieve, self.collection, list(ids), with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in recs}
 
     def optimize(self) -> None:
         return None
