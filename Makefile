@@ -25,8 +25,9 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	  npm ci --prefix $(JS) --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error && touch $(JS_STAMP); \
 	else echo "npm not found: skipping $(JS) (the AG-UI and AsyncAPI tests need it)"; fi
 
+# make run PORT=8001 serves on another port (as does LEGALSTREAM_SERVER__PORT=8001 make run).
 run: install
-	$(VENV)/bin/legalstream serve
+	$(VENV)/bin/legalstream serve$(if $(PORT), --port $(PORT))
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -152,3 +152,33 @@ def test_parser_errors_still_become_send_400_response():
 def test_server_state_takes_our_counter():
     state = ServerState()
     state.legalstream_unfinished = object()  # type: ignore[attr-defined]
+
+
+def test_server_serves_inside_capture_signals_and_handles_exit():
+    # Server.capture_signals replaces uvicorn's (which re-raises the signal after
+    # shutting down); it installs uvicorn's handle_exit for HANDLED_SIGNALS.
+    import signal
+
+    from uvicorn.server import HANDLED_SIGNALS
+
+    assert signal.SIGINT in HANDLED_SIGNALS and signal.SIGTERM in HANDLED_SIGNALS, (
+        "uvicorn.server.HANDLED_SIGNALS no longer lists SIGINT and SIGTERM"
+    )
+    source = inspect.getsource(uvicorn.Server.serve)
+    assert "self.capture_signals()" in source, "uvicorn.Server.serve no longer uses capture_signals"
+    assert callable(getattr(uvicorn.Server, "handle_exit", None)), (
+        "uvicorn.Server.handle_exit is gone"
+    )
+    assert _assigned(uvicorn.Server, "should_exit") and _assigned(uvicorn.Server, "started")
+
+
+def test_server_run_takes_sockets_and_logging_config_is_a_dict():
+    # legalstream serve binds its socket before start-up and passes it to run();
+    # runner.log_config extends uvicorn's LOGGING_CONFIG.
+    from uvicorn.config import LOGGING_CONFIG
+
+    assert "sockets" in inspect.signature(uvicorn.Server.run).parameters
+    assert "default" in LOGGING_CONFIG["handlers"], (
+        "uvicorn's LOGGING_CONFIG has no 'default' handler"
+    )
+    assert "loggers" in LOGGING_CONFIG
