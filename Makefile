@@ -40,15 +40,22 @@ format: install
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-# Retrieval quality on both eval sets; options: make eval EVAL_ARGS="--set contracts --json out.json"
+# Retrieval quality on both eval sets; options: make eval EVAL_ARGS="--set contracts --json out.json".
+# Without EVAL_ARGS its output also goes into docs/retrieval.md (figures section "eval").
 eval: install
+ifeq ($(strip $(EVAL_ARGS)),)
+	$(PY) -m legalstream.docfigures run docs/retrieval.md eval "make eval" -- $(PY) -m legalstream.rag.eval
+else
 	$(PY) -m legalstream.rag.eval $(EVAL_ARGS)
+endif
 
+# Every benchmark; their figures (and charts) go into docs/benchmarks.md.
 bench: install
-	$(PY) bench/fanout.py
+	$(PY) bench/fanout.py --docs
 	$(PY) bench/retrieval.py
-	$(PY) bench/agent.py
+	$(PY) -m legalstream.docfigures run docs/benchmarks.md agent ".venv/bin/python bench/agent.py all" -- $(PY) bench/agent.py all
 
+# A smoke run of the fan-out bench: ends with one line per target of issue 2 (met or not).
 bench-quick: install
 	$(PY) bench/fanout.py --quick
 

@@ -12,6 +12,8 @@ into one terminal:
   ``LEGALSTREAM_BUS__REDIS_PREFIX``; ``HOME`` and ``TMPDIR`` are temp dirs;
 * the ports 8000-8009 in a block (``:8000``, ``--port 8001``, ``PORT=8002``) are
   replaced by free ports, the same ones throughout a file;
+* ``redis://127.0.0.1:6379/0`` in a block is the test's Redis (tests/redis_fixture.py),
+  under a key prefix of the file's own, deleted afterwards;
 * a file whose blocks start no server (``make run``, ``legalstream serve``,
   ``uvicorn``) runs against the test's own ``legalstream serve`` where it says
   ``127.0.0.1:8000`` (one server for all such files);
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,6 +39,7 @@ import time
 import tomllib
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,7 @@ from doc_blocks import (
     map_ports,
     markdown_files,
 )
+from redis_fixture import delete_prefix, redis_url  # noqa: F401
 from support import free_port
 
 try:
@@ -61,6 +66,8 @@ except ConventionError as exc:
     BLOCKS, CONVENTION_ERROR = [], str(exc)
 
 CHECKED = [b for b in BLOCKS if b.kind in ("run", "parse")]
+#: The Redis the docs name; the test's own Redis (tests/redis_fixture.py) stands in for it.
+DOC_REDIS = "redis://127.0.0.1:6379/0"
 STOP_SECONDS = 60.0
 SERVER_COMMANDS = ("make run", "legalstream serve", "uvicorn ")
 
@@ -178,8 +185,13 @@ class BlockFailed(Exception):
 class Session:
     """One Markdown file's blocks, run in order in one bash process."""
 
-    def __init__(self, path: Path, workspace: Workspace, tmp: Path) -> None:
+    def __init__(
+        self, path: Path, workspace: Workspace, tmp: Path, redis: Callable[[], str]
+    ) -> None:
         self.path = path
+        self._redis = redis
+        self.redis_url: str | None = None
+        self.redis_prefix = f"docs-{uuid.uuid4().hex[:12]}"
         self.blocks = [b for b in blocks(path) if b.kind == "run" and b.skip is None]
         self.tmp = tmp
         self.workspace = workspace
@@ -200,6 +212,8 @@ class Session:
         else:
             self.ports = {port: free_port() for port in doc_ports(text)}
             self.ports[8000] = self.workspace.shared_server()
+        if DOC_REDIS in text:
+            self.redis_url = self._redis()
         for name in ("home", "tmp"):
             (self.tmp / name).mkdir()
         env = {
@@ -208,7 +222,7 @@ class Session:
             "TMPDIR": str(self.tmp / "tmp"),
             "LEGALSTREAM_RAG__DATA_DIR": str(self.workspace.data_dir(self.tmp / "data")),
             "LEGALSTREAM_SERVER__PORT": str(self.ports[8000]),
-            "LEGALSTREAM_BUS__REDIS_PREFIX": f"docs-{uuid.uuid4().hex[:12]}",
+            "LEGALSTREAM_BUS__REDIS_PREFIX": self.redis_prefix,
         }
         self.proc = subprocess.Popen(
             ["bash", "--noprofile", "--norc"],
@@ -221,6 +235,13 @@ class Session:
             start_new_session=True,
         )
         self._send("set -eo pipefail")
+
+    def _mapped(self, text: str) -> str:
+        """``text`` as run: free ports for the docs' ports, the test's Redis for the docs' one."""
+        text = map_ports(text, self.ports)
+        if self.redis_url is not None:
+            text = text.replace(DOC_REDIS, self.redis_url)
+        return text
 
     def _send(self, line: str) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -250,14 +271,17 @@ class Session:
         if block.lang == "python":
             code = "".join(b.text for b in [*block.before, block])
             script = self.tmp / f"block{n}.py"
-            script.write_text(map_ports(code, self.ports))
+            script.write_text(self._mapped(code))
             source = self.tmp / f"block{n}.sh"
-            source.write_text(f"{sys.executable} {script}\n")
+            source.write_text(f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}\n")
         else:
             source = self.tmp / f"block{n}.sh"
-            source.write_text(map_ports(block.text, self.ports))
+            source.write_text(self._mapped(block.text))
         started = time.monotonic()
-        self._send(f"source {source} > {out} 2>&1 < /dev/null; echo $? > {rc}")
+        q = shlex.quote
+        self._send(
+            f"source {q(str(source))} > {q(str(out))} 2>&1 < /dev/null; echo $? > {q(str(rc))}"
+        )
         while not rc.exists():
             status = self.proc.poll()
             elapsed = time.monotonic() - started
@@ -279,7 +303,7 @@ class Session:
         self.done[block.line] = (
             f"{block.where} ({block.lang}) {what}.\n\n"
             f"The block, as run (ports mapped: {mapped or 'none'}):\n"
-            f"{textwrap.indent(map_ports(block.text, self.ports), '    ')}\n"
+            f"{textwrap.indent(self._mapped(block.text), '    ')}\n"
             f"Its output (the end):\n{textwrap.indent(_tail(output), '    ')}\n"
             "A command in README.md or docs/ must run as written on a fresh clone: "
             "from the repository's root, in a plain shell (no virtualenv activated: "
@@ -319,6 +343,8 @@ class Session:
                 os.killpg(pgid, signal.SIGKILL)
                 break
             time.sleep(0.1)
+        if self.redis_url is not None:
+            delete_prefix(self.redis_url, self.redis_prefix)
         for out in sorted(self.tmp.glob("block*.out")):
             text = out.read_text(errors="replace")
             if "Traceback" in text and problem is None:
@@ -364,13 +390,18 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def sessions(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory):
+def sessions(
+    workspace: Workspace, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+):
     opened: dict[Path, Session] = {}
+
+    def redis() -> str:
+        return str(request.getfixturevalue("redis_url"))
 
     def session(path: Path) -> Session:
         if path not in opened:
             tmp = tmp_path_factory.mktemp(path.stem)
-            opened[path] = Session(path, workspace, tmp)
+            opened[path] = Session(path, workspace, tmp, redis)
         return opened[path]
 
     yield session
