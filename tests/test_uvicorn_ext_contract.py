@@ -172,13 +172,16 @@ def test_server_serves_inside_capture_signals_and_handles_exit():
     assert _assigned(uvicorn.Server, "should_exit") and _assigned(uvicorn.Server, "started")
 
 
-def test_server_run_takes_sockets_and_logging_config_is_a_dict():
+def test_server_run_takes_sockets_and_log_formatting_is_there():
     # legalstream serve binds its socket before start-up and passes it to run();
-    # runner.log_config extends uvicorn's LOGGING_CONFIG.
-    from uvicorn.config import LOGGING_CONFIG
+    # log_to_console formats legalstream's lines with uvicorn's formatter and levels.
+    import logging
+
+    from uvicorn.config import LOG_LEVELS
+    from uvicorn.logging import DefaultFormatter
 
     assert "sockets" in inspect.signature(uvicorn.Server.run).parameters
-    assert "default" in LOGGING_CONFIG["handlers"], (
-        "uvicorn's LOGGING_CONFIG has no 'default' handler"
-    )
-    assert "loggers" in LOGGING_CONFIG
+    assert LOG_LEVELS["info"] == logging.INFO and "trace" in LOG_LEVELS
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    formatter = DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False)
+    assert formatter.format(record) == "INFO:     hello"

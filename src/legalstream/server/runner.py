@@ -7,17 +7,14 @@ the same way.
 
 from __future__ import annotations
 
-import copy
 import errno
 import functools
 import gc
 import ipaddress
-import logging
 import socket
 from typing import Any
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 
 from legalstream.audit import install_redaction
 from legalstream.server.uvicorn_ext import (
@@ -25,6 +22,7 @@ from legalstream.server.uvicorn_ext import (
     WS_PROTOCOLS,
     HeadLimits,
     Server,
+    log_to_console,
     run_workers,
 )
 from legalstream.settings import Settings
@@ -111,19 +109,6 @@ def _free_port_near(host: str, port: int) -> int:
     return port + 1
 
 
-def log_config(level: str | int) -> dict[str, Any]:
-    """uvicorn's logging configuration, with legalstream's own loggers on its handler.
-
-    Without a handler of their own, legalstream's INFO lines (start-up
-    progress, the "ready" line) went nowhere and its warnings came out
-    unformatted through Python's last-resort handler.
-    """
-    config = copy.deepcopy(LOGGING_CONFIG)
-    name = level.upper() if isinstance(level, str) else logging.getLevelName(level)
-    config["loggers"]["legalstream"] = {"handlers": ["default"], "level": name}
-    return config
-
-
 def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Config:
     server = settings.server
     options: dict[str, Any] = {
@@ -145,8 +130,8 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
         "forwarded_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
     }
     options.update(overrides)
-    options.setdefault("log_config", log_config(str(options["log_level"])))
     config = uvicorn.Config(app, **options)
+    log_to_console(config.log_level)
     # Read by GuardedHttpProtocol (picklable: worker processes get the config).
     config.head_limits = HeadLimits(  # type: ignore[attr-defined]
         timeout=server.request_head_timeout,

@@ -69,6 +69,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +77,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOG_LEVELS
+from uvicorn.logging import DefaultFormatter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -396,7 +399,8 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def startup(self, sockets: Any = None) -> None:
-        install_redaction()  # worker processes configure logging afresh
+        log_to_console(self.config.log_level)  # worker processes configure logging afresh
+        install_redaction()
         reporter = asyncio.create_task(self._report_startup())
         try:
             await super().startup(sockets)
@@ -438,6 +442,31 @@ class Server(uvicorn.Server):
             except Exception:
                 log.exception("graceful shutdown of the app failed")
         await super().shutdown(sockets)
+
+
+#: The name of the handler :func:`log_to_console` puts on the ``legalstream`` logger.
+CONSOLE_HANDLER = "legalstream-console"
+
+
+def log_to_console(level: str | int | None) -> None:
+    """legalstream's own log lines on stderr, formatted as uvicorn's, from ``level`` up.
+
+    uvicorn's logging configuration covers its own loggers only: legalstream's
+    INFO lines (start-up progress, the address once ready) went nowhere, and
+    its warnings came out unformatted. Added beside that configuration, not
+    into it: a ``dictConfig`` naming ``legalstream`` would reset every
+    ``legalstream.*`` logger's handlers (the audit log's among them).
+    Idempotent.
+    """
+    logger = logging.getLogger("legalstream")
+    for old in [h for h in logger.handlers if h.get_name() == CONSOLE_HANDLER]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(CONSOLE_HANDLER)
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(LOG_LEVELS[level] if isinstance(level, str) else level)
 
 
 #: Seconds between "still starting" lines while the app's lifespan starts.
