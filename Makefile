@@ -49,10 +49,11 @@ else
 	$(PY) -m legalstream.rag.eval $(EVAL_ARGS)
 endif
 
-# Every benchmark; their figures (and charts) go into docs/benchmarks.md.
+# Every benchmark; their figures (and charts) go into docs/benchmarks.md, and
+# docs/retrieval.md's section "speed" once it has one.
 bench: install
 	$(PY) bench/fanout.py --docs
-	$(PY) bench/retrieval.py
+	$(PY) -m legalstream.docfigures run docs/retrieval.md speed ".venv/bin/python bench/retrieval.py" -- $(PY) bench/retrieval.py
 	$(PY) -m legalstream.docfigures run docs/benchmarks.md agent ".venv/bin/python bench/agent.py all" -- $(PY) bench/agent.py all
 
 # A smoke run of the fan-out bench: ends with one line per target of issue 2 (met or not).
