@@ -25,8 +25,9 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	  npm ci --prefix $(JS) --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error && touch $(JS_STAMP); \
 	else echo "npm not found: skipping $(JS) (the AG-UI and AsyncAPI tests need it)"; fi
 
+# make run PORT=8001 serves on another port (as does LEGALSTREAM_SERVER__PORT=8001 make run).
 run: install
-	$(VENV)/bin/legalstream serve
+	$(VENV)/bin/legalstream serve$(if $(PORT), --port $(PORT))
 
 test: install
 	$(VENV)/bin/pytest -q
@@ -39,15 +40,23 @@ format: install
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-# Retrieval quality on both eval sets; options: make eval EVAL_ARGS="--set contracts --json out.json"
+# Retrieval quality on both eval sets; options: make eval EVAL_ARGS="--set contracts --json out.json".
+# Without EVAL_ARGS its output also goes into docs/retrieval.md (figures section "eval").
 eval: install
+ifeq ($(strip $(EVAL_ARGS)),)
+	$(PY) -m legalstream.docfigures run docs/retrieval.md eval "make eval" -- $(PY) -m legalstream.rag.eval
+else
 	$(PY) -m legalstream.rag.eval $(EVAL_ARGS)
+endif
 
+# Every benchmark; their figures (and charts) go into docs/benchmarks.md, and
+# docs/retrieval.md's section "speed" once it has one.
 bench: install
-	$(PY) bench/fanout.py
-	$(PY) bench/retrieval.py
-	$(PY) bench/agent.py
+	$(PY) bench/fanout.py --docs
+	$(PY) -m legalstream.docfigures run docs/retrieval.md speed ".venv/bin/python bench/retrieval.py" -- $(PY) bench/retrieval.py
+	$(PY) -m legalstream.docfigures run docs/benchmarks.md agent ".venv/bin/python bench/agent.py all" -- $(PY) bench/agent.py all
 
+# A smoke run of the fan-out bench: ends with one line per target of issue 2 (met or not).
 bench-quick: install
 	$(PY) bench/fanout.py --quick
 

@@ -19,8 +19,10 @@ over-the-WebSocket bench) can import and extend them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import queue
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,7 +57,10 @@ def setup(data_dir: Path | None = None, **overrides: Any) -> tuple[Settings, Any
     from legalstream.agent import build_runner
     from legalstream.rag.engine import RetrievalEngine, ensure_sample_corpus
 
-    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="legalstream-bench-"))
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="legalstream-bench-"))
+        # The engine stays open for the caller: the directory goes when the process ends.
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     settings = Settings(
         rag={"data_dir": data_dir, "ingest_sample_on_start": False}, llm="offline", **overrides
     )
@@ -214,9 +219,10 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    data_dir = tempfile.TemporaryDirectory(prefix="legalstream-bench-ws-")
     env = {
         **os.environ,
-        "LEGALSTREAM_RAG__DATA_DIR": tempfile.mkdtemp(prefix="legalstream-bench-ws-"),
+        "LEGALSTREAM_RAG__DATA_DIR": data_dir.name,
         "LEGALSTREAM_LOG_LEVEL": "warning",
         "LEGALSTREAM_AUDIT__ENABLED": "false",
     }
@@ -283,6 +289,7 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
     finally:
         proc.terminate()
         proc.wait(30)
+        data_dir.cleanup()
 
 
 def print_ws(r: dict[str, Any]) -> None:

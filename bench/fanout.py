@@ -47,6 +47,14 @@ endpoint measured in the same run with the same client.
     python bench/fanout.py --ws-impls      # compare uvicorn's WebSocket implementations
     python bench/fanout.py --bus redis --workers 2   # the Redis bus (issue 5)
     python bench/fanout.py --cpu           # server CPU per connection+run and per event
+    python bench/fanout.py --json out.json # the results, as fanout_report.py reads them
+    python bench/fanout.py --docs          # results, charts and summary into docs/
+    python bench/fanout.py --docs-from docs/img/fanout.json   # redraw them, no measuring
+
+The last lines say, for each of issue 2's targets, whether legalstream met it
+and by what ratio (fanout_report.py). ``--docs`` writes docs/img/fanout.json,
+the charts docs/img/fanout-throughput.svg and docs/img/fanout-latency.svg
+(drawn from that file) and the "fanout" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fanout_report
 import orjson
 import wsclient
 
@@ -539,10 +548,16 @@ async def throughput(
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     latencies = sorted(tally.latencies)
+
+    def ms(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000
+
     return {
         "events_per_s": tally.received / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "p50_ms": ms(0.5),
+        "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
         "seconds": elapsed,
     }
 
@@ -794,6 +809,88 @@ def _print(rounds: _Rounds, configs: list[Config], args: argparse.Namespace) -> 
             print(f"resume: replay of 1,000 events ({config[2]} bus): {resume * 1000:.1f} ms")
 
 
+def summarize(rounds: _Rounds, configs: list[Config], args: argparse.Namespace) -> dict[str, Any]:
+    """The run's results as plain data (``--json``): what fanout_report.py judges and draws."""
+    base = configs[0]
+    loads = [f"{clients}x{events}" for clients, events in args.loads]
+    metrics = ("events_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms")
+
+    def rows(config: Config, prefix: str) -> dict[str, dict[str, dict[str, float]]]:
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for client in args.clients:
+            for (clients, _), load in zip(args.loads, loads, strict=True):
+                key = f"{prefix}{clients}/{client}"
+                if not rounds.has(config, key) or not rounds.has(base, key):
+                    continue
+                row = {m: round(rounds.median(config, key, m), 4) for m in metrics}
+                row["x_base"] = round(rounds.ratio(config, base, key, "events_per_s"), 4)
+                row["p99_x_base"] = round(rounds.ratio(config, base, key, "p99_ms"), 4)
+                out.setdefault(client, {})[load] = row
+        return out
+
+    base_rss = rounds.extra(base, "rss") or {}
+    servers = []
+    for config in configs:
+        kind, ws_impl, bus, workers = config
+        rss = rounds.extra(config, "rss") or {}
+        resume = rounds.extra(config, "resume_1000_s")
+        servers.append(
+            {
+                "name": _name(config),
+                "kind": kind,
+                "ws_impl": ws_impl,
+                "bus": bus,
+                "workers": workers,
+                "saturation": rows(config, "tp"),
+                "half_load": rows(config, "paced"),
+                "rss_kib": {str(n): round(v / 1024, 2) for n, v in rss.items()},
+                "rss_x_base": {
+                    str(n): round(v / base_rss[n], 4) for n, v in rss.items() if n in base_rss
+                },
+                "resume_1000_ms": None if resume is None else round(resume * 1000, 2),
+            }
+        )
+    return {
+        "command": " ".join(["bench/fanout.py", *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
+        "repeat": args.repeat,
+        "bench_threads": BENCH_THREADS,
+        "cpus": os.cpu_count(),
+        "loads": loads,
+        "clients": list(args.clients),
+        "servers": servers,
+    }
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """The verdict lines; then the files ``--json`` and ``--docs`` ask for."""
+    print(f"\n{fanout_report.verdict_header(results)}:")
+    for verdict in fanout_report.verdicts(results):
+        print(f"  {verdict.line()}")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    if args.docs:
+        write_docs(results, ROOT / "docs")
+
+
+def write_docs(results: dict[str, Any], docs: Path) -> None:
+    """docs/img/fanout.json, the charts drawn from it, and docs/benchmarks.md's section."""
+    from legalstream.docfigures import write_section
+
+    (docs / fanout_report.JSON_FILE).write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n"
+    )
+    (docs / fanout_report.THROUGHPUT_SVG).write_text(fanout_report.throughput_chart(results))
+    (docs / fanout_report.LATENCY_SVG).write_text(fanout_report.latency_chart(results))
+    write_section(
+        docs / "benchmarks.md",
+        fanout_report.SECTION,
+        fanout_report.markdown(results),
+        f".venv/bin/python {results['command']}",
+    )
+    print(f"written: docs/{fanout_report.JSON_FILE}, the charts, docs/benchmarks.md")
+
+
 async def driver(args: argparse.Namespace) -> None:
     configs = _configs(args)
     base = configs[0]
@@ -820,6 +917,8 @@ async def driver(args: argparse.Namespace) -> None:
                 result.update(await measure_round(config, args, paced=args.paced, saturation=False))
             rounds.by_config[config].append(result)
     _print(rounds, configs, args)
+    if not args.ws_impls:
+        report(summarize(rounds, configs, args), args)
 
 
 def main() -> None:
@@ -851,6 +950,17 @@ def main() -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="server CPU per connection+run and per event"
     )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="write the results, charts and summary into docs/ (docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--docs-from",
+        metavar="JSON",
+        help="no measuring: draw docs/ again from a run's --json results (docs/img/fanout.json)",
+    )
     args = parser.parse_args()
     if args.cmd != "serve":
         args.clients = list(CLIENTS) if args.client == "both" else [args.client]
@@ -859,6 +969,9 @@ def main() -> None:
         return
     if args.cpu:
         asyncio.run(cpu_driver())
+        return
+    if args.docs_from:
+        write_docs(orjson.loads(Path(args.docs_from).read_bytes()), ROOT / "docs")
         return
     if args.quick:
         args.loads, args.rss, args.repeat, args.resume = [(100, 50)], [500], 1, True

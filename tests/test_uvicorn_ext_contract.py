@@ -152,3 +152,36 @@ def test_parser_errors_still_become_send_400_response():
 def test_server_state_takes_our_counter():
     state = ServerState()
     state.legalstream_unfinished = object()  # type: ignore[attr-defined]
+
+
+def test_server_serves_inside_capture_signals_and_handles_exit():
+    # Server.capture_signals replaces uvicorn's (which re-raises the signal after
+    # shutting down); it installs uvicorn's handle_exit for HANDLED_SIGNALS.
+    import signal
+
+    from uvicorn.server import HANDLED_SIGNALS
+
+    assert signal.SIGINT in HANDLED_SIGNALS and signal.SIGTERM in HANDLED_SIGNALS, (
+        "uvicorn.server.HANDLED_SIGNALS no longer lists SIGINT and SIGTERM"
+    )
+    source = inspect.getsource(uvicorn.Server.serve)
+    assert "self.capture_signals()" in source, "uvicorn.Server.serve no longer uses capture_signals"
+    assert callable(getattr(uvicorn.Server, "handle_exit", None)), (
+        "uvicorn.Server.handle_exit is gone"
+    )
+    assert _assigned(uvicorn.Server, "should_exit") and _assigned(uvicorn.Server, "started")
+
+
+def test_server_run_takes_sockets_and_log_formatting_is_there():
+    # legalstream serve binds its socket before start-up and passes it to run();
+    # log_to_console formats legalstream's lines with uvicorn's formatter and levels.
+    import logging
+
+    from uvicorn.config import LOG_LEVELS
+    from uvicorn.logging import DefaultFormatter
+
+    assert "sockets" in inspect.signature(uvicorn.Server.run).parameters
+    assert LOG_LEVELS["info"] == logging.INFO and "trace" in LOG_LEVELS
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    formatter = DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False)
+    assert formatter.format(record) == "INFO:     hello"

@@ -28,9 +28,7 @@ from support import ScriptedRunner, live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 # Not docs/img/ by default: a test run must not rewrite files in the repo.
-IMG = Path(
-    os.environ.get("LEGALSTREAM_SCREENSHOTS") or tempfile.mkdtemp(prefix="legalstream-shots-")
-)
+SCREENSHOTS = os.environ.get("LEGALSTREAM_SCREENSHOTS")
 CHROMIUM = os.environ.get("LEGALSTREAM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -72,6 +70,18 @@ def real_server():
         app = create_app(settings)
         with live_server(app, settings) as srv:
             yield srv
+
+
+@pytest.fixture(scope="module")
+def shots():
+    """Where screenshots go: ``$LEGALSTREAM_SCREENSHOTS``, else a temp dir removed afterwards."""
+    if SCREENSHOTS:
+        path = Path(SCREENSHOTS)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="legalstream-shots-") as tmp:
+        yield Path(tmp)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +177,7 @@ def _record_answer_states(page):
     )
 
 
-def test_browser_asks_and_shows_timeline_stream_and_citations(browser, real_server):
+def test_browser_asks_and_shows_timeline_stream_and_citations(browser, real_server, shots):
     context, page, errors = _page(browser, real_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
@@ -230,14 +240,13 @@ def test_browser_asks_and_shows_timeline_stream_and_citations(browser, real_serv
             target = markers.first.get_attribute("href")
             assert page.evaluate("document.activeElement.id") == target.lstrip("#")
         assert not errors, errors
-        IMG.mkdir(parents=True, exist_ok=True)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(IMG / "web-laptop.png"), full_page=False)
+        page.screenshot(path=str(shots / "web-laptop.png"), full_page=False)
     finally:
         context.close()
 
 
-def test_browser_phone_width(browser, real_server):
+def test_browser_phone_width(browser, real_server, shots):
     context, page, errors = _page(browser, real_server, PHONE)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
@@ -251,9 +260,8 @@ def test_browser_phone_width(browser, real_server):
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], width
         assert not errors, errors
-        IMG.mkdir(parents=True, exist_ok=True)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(IMG / "web-phone.png"), full_page=False)
+        page.screenshot(path=str(shots / "web-phone.png"), full_page=False)
         # Long passages are shortened behind a toggle.
         more = page.locator("#citations button.more")
         if more.count():

@@ -46,7 +46,14 @@ from legalstream.server.protocol import (
     CLOSE_TOKEN_EXPIRED,
     ProtocolError,
 )
-from legalstream.server.runner import InsecureBinding, check_binding, run_server, uvicorn_config
+from legalstream.server.runner import (
+    InsecureBinding,
+    PortUnavailable,
+    bind_socket,
+    check_binding,
+    run_server,
+    uvicorn_config,
+)
 from legalstream.server.state import Services
 from legalstream.server.ws import QueryEndpoint
 from legalstream.settings import Settings
@@ -247,9 +254,18 @@ def _load_engine(svc: Services) -> None:
     rag = svc.settings.rag
     svc.engine = RetrievalEngine.from_settings(rag)
     if rag.ingest_sample_on_start and rag.sample_corpus.exists():
+        log.info("loading the sample cases (%s); a first start embeds them", rag.sample_corpus)
         report = ensure_sample_corpus(svc.engine, rag.sample_corpus)
         if report is not None:
-            log.info("sample corpus: %s", report)
+            failed = f", {len(report.failed)} failed" if report.failed else ""
+            log.info(
+                "sample cases: %d documents embedded (%d chunks), %d unchanged%s, in %.1f s",
+                report.documents,
+                report.chunks,
+                report.skipped,
+                failed,
+                report.seconds,
+            )
 
 
 def _crew_runner(svc: Services) -> AgentRunner:
@@ -307,7 +323,12 @@ def app_from_env() -> LegalStreamApp:
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
-    """``legalstream serve``: run the app under uvicorn; returns the exit status."""
+    """``legalstream serve``: run the app under uvicorn; returns the exit status.
+
+    0 when it stopped as asked (Ctrl-C, SIGTERM); 2 when it could not start:
+    an insecure binding, ``--workers`` on the embedded store, or an address
+    that cannot be bound (checked before anything heavy loads).
+    """
     try:
         check_binding(settings, host)
     except InsecureBinding as exc:
@@ -323,18 +344,24 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
             file=sys.stderr,
         )
         return 2
-    if workers > 1:
-        config = uvicorn_config(
-            settings,
-            "legalstream.app:app_from_env",
-            host=host,
-            port=port,
-            workers=workers,
-            factory=True,
-        )
-    else:
-        config = uvicorn_config(settings, create_app(settings), host=host, port=port)
-    run_server(config, settings, workers)
+    try:
+        sock = bind_socket(host, port)
+    except PortUnavailable as exc:
+        print(f"legalstream: {exc}", file=sys.stderr)
+        return 2
+    with sock:
+        if workers > 1:
+            config = uvicorn_config(
+                settings,
+                "legalstream.app:app_from_env",
+                host=host,
+                port=port,
+                workers=workers,
+                factory=True,
+            )
+        else:
+            config = uvicorn_config(settings, create_app(settings), host=host, port=port)
+        run_server(config, settings, workers, sock)
     return 0
 
 

@@ -30,16 +30,24 @@ attribute's name when an upgrade moves or reshapes it.
      :func:`reuse_executor_state_class` builds it once.
 
 6. **The event shapes the listener reads**: :data:`LISTENED_EVENTS`.
+7. **Quiet once a run is stopped** (``crewai.events.event_context``'s private
+   config variable, and the ``crewai.flow.runtime`` logger's message): a run
+   :func:`guarded_calls` stopped (cancelled, or its retrieval failed) unwinds
+   through CrewAI, which then logs "Error executing listener ...: run
+   cancelled" at ERROR and prints "Event pairing mismatch" warnings. Those two,
+   and only while the run's stop reason is set, are dropped (:class:`QuietOnceStopped`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from crewai import Crew
+from crewai.events import event_context
 from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 from crewai.events.types.llm_events import LLMCallType
 from crewai.hooks import HookAborted
@@ -105,7 +113,7 @@ def guarded_calls(stop_reason: Callable[[], str | None]) -> Iterator[None]:
         if reason is not None:
             raise HookAborted(reason, source=HOOK_SOURCE)
 
-    with scoped_hooks():
+    with scoped_hooks(), _quiet_once_stopped(stop_reason):
         register_scoped(InterceptionPoint.PRE_MODEL_CALL, guard)
         register_scoped(InterceptionPoint.PRE_TOOL_CALL, guard)
         yield
@@ -250,3 +258,59 @@ LISTENED_EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tool_validate_input_error": ("crewai.events.types.tool_usage_events.ToolValidateInputErrorEvent", ("type", "tool_name", "tool_args", "error")),
     "tool_selection_error": ("crewai.events.types.tool_usage_events.ToolSelectionErrorEvent", ("type", "tool_name", "tool_args", "error")),
 }  # fmt: skip
+
+
+# --- 7. quiet once a run is stopped ---------------------------------------------------------
+
+#: The stop reason of the run whose context this is (set by :func:`guarded_calls`).
+_STOP_REASON: contextvars.ContextVar[Callable[[], str | None] | None] = contextvars.ContextVar(
+    "legalstream_stop_reason", default=None
+)
+#: The logger, and the start of the message, of CrewAI's report of a failed flow listener.
+LISTENER_LOGGER = "crewai.flow.runtime"
+LISTENER_ERROR = "Error executing listener "
+
+
+def _stopped() -> bool:
+    stop = _STOP_REASON.get()
+    return stop is not None and stop() is not None
+
+
+class QuietOnceStopped(logging.Filter):
+    """Drops CrewAI's "Error executing listener ..." for a run legalstream stopped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_stopped() and str(record.msg).startswith(LISTENER_ERROR))
+
+
+class _ScopeConfig:
+    """CrewAI's ``EventContextConfig``, silent about unpaired events once the run is stopped."""
+
+    def __init__(self) -> None:
+        self.max_stack_depth = event_context.EventContextConfig().max_stack_depth
+
+    @property
+    def mismatch_behavior(self) -> event_context.MismatchBehavior:
+        return _scope_behavior(event_context.EventContextConfig().mismatch_behavior)
+
+    @property
+    def empty_pop_behavior(self) -> event_context.MismatchBehavior:
+        return _scope_behavior(event_context.EventContextConfig().empty_pop_behavior)
+
+
+def _scope_behavior(default: event_context.MismatchBehavior) -> event_context.MismatchBehavior:
+    return event_context.MismatchBehavior.SILENT if _stopped() else default
+
+
+@contextlib.contextmanager
+def _quiet_once_stopped(stop_reason: Callable[[], str | None]) -> Iterator[None]:
+    stop_token = _STOP_REASON.set(stop_reason)
+    config_token = event_context._event_context_config.set(_ScopeConfig())  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        event_context._event_context_config.reset(config_token)
+        _STOP_REASON.reset(stop_token)
+
+
+logging.getLogger(LISTENER_LOGGER).addFilter(QuietOnceStopped())

@@ -14,7 +14,9 @@ from collections import Counter
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -94,6 +96,26 @@ def _detail(frame: dict[str, Any]) -> str:
     return ""
 
 
+def _failure(exc: BaseException) -> str:
+    """What went wrong connecting, and what to do about it, in one line."""
+    from websockets.exceptions import InvalidStatus
+
+    status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+    if status is None and isinstance(exc, ConnectionLost) and " HTTP 401" in str(exc):
+        status = 401  # the token was traded for a ticket, and refused
+    text = escape(f"{type(exc).__name__}: {exc}")
+    if status == 401:
+        return (
+            f"{text}. The server wants a valid token (auth mode jwt): pass --token <JWT> "
+            "or set LEGALSTREAM_TOKEN"
+        )
+    if status == 403:
+        return f"{text}. The server refused this client (its Origin, or the token's scopes)"
+    if isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc):
+        return f"{text}. Is the server running? Start it with make run (legalstream serve)"
+    return text
+
+
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
@@ -160,11 +182,8 @@ async def _query(
     except RunError as exc:
         err.print(f"[red]refused:[/] {exc}")
         return 1
-    except (ConnectionLost, OSError) as exc:
-        err.print(f"[red]connection failed:[/] {exc}")
-        return 2
-    except Exception as exc:  # websockets handshake errors and the like
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+    except Exception as exc:  # connection and handshake failures (websockets, OSError)
+        err.print(f"[red]connection to {url} failed:[/] {_failure(exc)}", markup=True)
         return 2
 
 
@@ -218,7 +237,7 @@ async def _probe(url: str, case_id: int, token: str | None, queries: list[str]) 
         client = LegalStreamClient(url, token=token, reconnect=False)
         hello = await client.connect()
     except Exception as exc:
-        console.print(f"[red]connect to {url} failed:[/] {type(exc).__name__}: {exc}")
+        console.print(f"[red]connection to {url} failed:[/] {_failure(exc)}")
         return 2
     connect_s = time.perf_counter() - t0
     console.print(
@@ -278,20 +297,15 @@ async def _probe(url: str, case_id: int, token: str | None, queries: list[str]) 
         await client.close()
 
     console.rule("[bold]summary")
-    runs = Table(title="runs")
-    for col in (
-        "query",
-        "status",
-        "events",
-        "first event",
-        "first agent event",
-        "total",
-        "citations",
-    ):
-        runs.add_column(col)
-    for r in results:
+    # Numbers only, so the table fits 80 columns; the questions follow it in full.
+    runs = Table(title="runs", box=box.SIMPLE_HEAD)
+    runs.add_column("#", justify="right", no_wrap=True)
+    runs.add_column("status", no_wrap=True)
+    for col in ("events", "first event", "first agent event", "total", "citations"):
+        runs.add_column(col, justify="right", no_wrap=True)
+    for i, r in enumerate(results, 1):
         runs.add_row(
-            r["query"][:50],
+            str(i),
             f"[green]{r['status']}[/]" if r["status"] == "complete" else f"[red]{r['status']}[/]",
             str(r["events"]),
             _ms(r["first"]),
@@ -300,6 +314,8 @@ async def _probe(url: str, case_id: int, token: str | None, queries: list[str]) 
             str(r["citations"]),
         )
     console.print(runs)
+    for i, r in enumerate(results, 1):
+        console.print(f"{i:>3}: {r['query']}", markup=False, overflow="fold")
     types = Table(title="events by type")
     types.add_column("type")
     types.add_column("count", justify="right")

@@ -7,9 +7,11 @@ the same way.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import ipaddress
+import socket
 from typing import Any
 
 import uvicorn
@@ -20,6 +22,7 @@ from legalstream.server.uvicorn_ext import (
     WS_PROTOCOLS,
     HeadLimits,
     Server,
+    log_to_console,
     run_workers,
 )
 from legalstream.settings import Settings
@@ -47,6 +50,65 @@ def check_binding(settings: Settings, host: str) -> None:
         )
 
 
+class PortUnavailable(Exception):
+    """The server's address cannot be bound; the message says how to choose another port."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now; it listens once the app has started.
+
+    ``legalstream serve`` binds before it loads anything, so a busy port fails
+    in a second rather than after the sample cases and the agent have loaded.
+    Bound but not yet listening, the port refuses connections until the app is
+    ready, as it did when uvicorn bound it after start-up.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn binds: a port left in TIME_WAIT by a server that just stopped is free.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailable(_bind_failure(host, port, exc)) from exc
+    sock.set_inheritable(True)  # worker processes get it (uvicorn does the same)
+    return sock
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        what = f"port {port} on {host} is already in use (another legalstream, or another program)"
+    elif exc.errno == errno.EACCES:
+        what = f"no permission to bind port {port} on {host} (ports below 1024 need privileges)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot bind {host}: not an address of this machine. Choose another host: "
+            "legalstream serve --host 127.0.0.1, or LEGALSTREAM_SERVER__HOST"
+        )
+    else:
+        what = f"cannot bind {host}:{port}: {exc.strerror or exc}"
+    other = _free_port_near(host, port)
+    return (
+        f"{what}. Choose another port: make run PORT={other}, "
+        f"legalstream serve --port {other}, or the setting server.port "
+        f"(LEGALSTREAM_SERVER__PORT={other})"
+    )
+
+
+def _free_port_near(host: str, port: int) -> int:
+    """The first port after ``port`` that can be bound now (a suggestion, not a reservation)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in range(max(port, 1023) + 1, min(max(port, 1023) + 50, 65536)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return port + 1
+
+
 def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Config:
     server = settings.server
     options: dict[str, Any] = {
@@ -69,6 +131,7 @@ def uvicorn_config(settings: Settings, app: Any, **overrides: Any) -> uvicorn.Co
     }
     options.update(overrides)
     config = uvicorn.Config(app, **options)
+    log_to_console(config.log_level)
     # Read by GuardedHttpProtocol (picklable: worker processes get the config).
     config.head_limits = HeadLimits(  # type: ignore[attr-defined]
         timeout=server.request_head_timeout,
@@ -99,13 +162,23 @@ def tune_gc(threshold: int, freeze: bool) -> None:
         gc.freeze()
 
 
-def run_server(config: uvicorn.Config, settings: Settings, workers: int = 1) -> None:
-    """Run ``config`` as ``legalstream serve`` does: graceful shutdown, GC tuning, workers."""
+def run_server(
+    config: uvicorn.Config,
+    settings: Settings,
+    workers: int = 1,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run ``config`` as ``legalstream serve`` does: graceful shutdown, GC tuning, workers.
+
+    ``sock`` is the socket from :func:`bind_socket` (else uvicorn binds the
+    configured address once the app has started). Returns when the server has
+    stopped, also after SIGINT or SIGTERM.
+    """
     # A picklable hook: worker processes get the config, and run it there too.
     config.on_started = functools.partial(  # type: ignore[attr-defined]
         tune_gc, settings.server.gc_threshold, settings.server.gc_freeze
     )
     if workers <= 1:
-        Server(config).run()
+        Server(config).run(sockets=[sock] if sock is not None else None)
     else:
-        run_workers(config)
+        run_workers(config, sock)

@@ -10,7 +10,9 @@ attribute, when either changes what is used here:
 * :class:`BatchingSansIOProtocol`: uvicorn's ``websockets-sansio`` protocol
   plus batched sends and keepalive reporting (below);
 * :class:`Server`: uvicorn's server, but shutdown lets the app close its
-  WebSocket clients properly before uvicorn closes them with 1012;
+  WebSocket clients properly before uvicorn closes them with 1012, a stop
+  asked for by SIGINT or SIGTERM ends the process normally, and start-up
+  reports its progress;
 * :func:`run_workers`: uvicorn's multiprocess supervisor, its workers running
   :class:`Server`.
 
@@ -61,17 +63,26 @@ server, or this app mounted under one) sends frame by frame as usual.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 import struct
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOG_LEVELS
+from uvicorn.logging import DefaultFormatter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import HANDLED_SIGNALS
 from uvicorn.supervisors import multiprocess
 from websockets.protocol import State
 
@@ -357,16 +368,67 @@ class Server(uvicorn.Server):
     This subclass stops listening, runs the app's ``graceful_shutdown`` first,
     then lets uvicorn finish as usual.
 
+    SIGINT (Ctrl-C) and SIGTERM stop it that way and the process then exits
+    normally (see :meth:`capture_signals`). While the app starts, a line every
+    :data:`STARTUP_REPORT_SECONDS` says it is still starting; once it serves,
+    one line gives its address.
+
     ``config.on_started`` (an attribute we add; picklable, since worker
     processes receive the config) is called once the lifespan has started.
     """
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Let SIGINT and SIGTERM stop the server gracefully, then end the process normally.
+
+        uvicorn's own version raises the signal again once it has shut down,
+        so the process ended as if killed by it: Ctrl-C printed a
+        ``KeyboardInterrupt`` traceback out of ``asyncio.run``, SIGTERM ended
+        with status 143, and ``make run`` reported its recipe as interrupted.
+        A stop that was asked for and carried out is a normal exit (status 0).
+        A second Ctrl-C still skips the graceful part (uvicorn's ``force_exit``).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread (a server in a test thread)
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
     async def startup(self, sockets: Any = None) -> None:
-        install_redaction()  # worker processes configure logging afresh
-        await super().startup(sockets)
+        log_to_console(self.config.log_level)  # worker processes configure logging afresh
+        install_redaction()
+        reporter = asyncio.create_task(self._report_startup())
+        try:
+            await super().startup(sockets)
+        finally:
+            reporter.cancel()
+        if self.started and not self.should_exit:
+            where = f" (worker process {os.getpid()})" if self.config.workers > 1 else ""
+            log.info("ready on %s%s; Ctrl-C stops it", _base_url(self.config, sockets), where)
         on_started: Callable[[], None] | None = getattr(self.config, "on_started", None)
         if on_started is not None:
             on_started()
+
+    async def _report_startup(self) -> None:
+        """Say, now and then, that the app is still starting (a first start loads for a while),
+        and at once when a stop was asked for meanwhile."""
+        started = time.monotonic()
+        next_report = STARTUP_REPORT_SECONDS
+        told_stop = False
+        while True:
+            await asyncio.sleep(0.1)
+            elapsed = time.monotonic() - started
+            if self.should_exit and not told_stop:
+                told_stop = True
+                # The app's start-up runs in threads that cannot be interrupted.
+                log.info("stopping once start-up has finished (%.0f s so far)", elapsed)
+            elif not self.should_exit and elapsed >= next_report:
+                next_report += STARTUP_REPORT_SECONDS
+                log.info("still starting (%.0f s)", elapsed)
 
     async def shutdown(self, sockets: Any = None) -> None:
         for listener in getattr(self, "servers", []):
@@ -374,11 +436,51 @@ class Server(uvicorn.Server):
         hook = _graceful_hook(self.config.loaded_app) if self.config.loaded else None
         if hook is not None and not self.force_exit:
             grace = self.config.timeout_graceful_shutdown
+            log.info("stopping: running queries may finish first; Ctrl-C again stops at once")
             try:
                 await asyncio.wait_for(hook(), 2 * grace if grace else None)
             except Exception:
                 log.exception("graceful shutdown of the app failed")
         await super().shutdown(sockets)
+
+
+#: The name of the handler :func:`log_to_console` puts on the ``legalstream`` logger.
+CONSOLE_HANDLER = "legalstream-console"
+
+
+def log_to_console(level: str | int | None) -> None:
+    """legalstream's own log lines on stderr, formatted as uvicorn's, from ``level`` up.
+
+    uvicorn's logging configuration covers its own loggers only: legalstream's
+    INFO lines (start-up progress, the address once ready) went nowhere, and
+    its warnings came out unformatted. Added beside that configuration, not
+    into it: a ``dictConfig`` naming ``legalstream`` would reset every
+    ``legalstream.*`` logger's handlers (the audit log's among them).
+    Idempotent.
+    """
+    logger = logging.getLogger("legalstream")
+    for old in [h for h in logger.handlers if h.get_name() == CONSOLE_HANDLER]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(CONSOLE_HANDLER)
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(LOG_LEVELS[level] if isinstance(level, str) else level)
+
+
+#: Seconds between "still starting" lines while the app's lifespan starts.
+STARTUP_REPORT_SECONDS = 10.0
+
+
+def _base_url(config: uvicorn.Config, sockets: list[socket.socket] | None) -> str:
+    """``http://host:port/`` of the server (the bound socket's port: ``--port 0`` works)."""
+    host, port = config.host, config.port
+    if sockets:
+        host, port = sockets[0].getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if config.is_ssl else 'http'}://{host}:{port}/"
 
 
 class _WorkerProcess(multiprocess.Process):
@@ -392,13 +494,15 @@ class _WorkerProcess(multiprocess.Process):
         return self._server
 
 
-def run_workers(config: uvicorn.Config) -> None:
+def run_workers(config: uvicorn.Config, sock: socket.socket | None = None) -> None:
     """uvicorn's multiprocess supervisor, each worker running :class:`Server`.
 
     The supervisor builds each worker from the module-level ``Process`` class;
     it is replaced here, in the supervisor process only, which
-    ``legalstream serve`` owns.
+    ``legalstream serve`` owns. ``sock``: an already bound socket (else the
+    configured address is bound here).
     """
     multiprocess.Process = _WorkerProcess  # type: ignore[misc]
-    sock = config.bind_socket()
+    if sock is None:
+        sock = config.bind_socket()
     multiprocess.Multiprocess(config, sockets=[sock]).run()
