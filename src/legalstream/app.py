@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -255,7 +256,9 @@ def _load_engine(svc: Services) -> None:
     svc.engine = RetrievalEngine.from_settings(rag)
     if rag.ingest_sample_on_start and rag.sample_corpus.exists():
         log.info("loading the sample cases (%s); a first start embeds them", rag.sample_corpus)
-        report = ensure_sample_corpus(svc.engine, rag.sample_corpus)
+        report = ensure_sample_corpus(
+            svc.engine, rag.sample_corpus, on_progress=_log_sample_progress
+        )
         if report is not None:
             failed = f", {len(report.failed)} failed" if report.failed else ""
             log.info(
@@ -266,6 +269,19 @@ def _load_engine(svc: Services) -> None:
                 failed,
                 report.seconds,
             )
+
+
+def _log_sample_progress(progress: Any) -> None:
+    """One line per sample document embedded (a first start takes a while)."""
+    if progress.phase == "done" and progress.status in ("ingested", "replaced"):
+        log.info(
+            "  case %s: %s (%d chunks; %d of %d files)",
+            progress.case_id,
+            progress.name,
+            progress.chunks_total,
+            progress.file_index,
+            progress.files_total,
+        )
 
 
 def _crew_runner(svc: Services) -> AgentRunner:

@@ -541,9 +541,15 @@ class RetrievalEngine:
         self.close()
 
 
-def ensure_sample_corpus(engine: RetrievalEngine, sample_dir: Path) -> IngestReport | None:
+def ensure_sample_corpus(
+    engine: RetrievalEngine,
+    sample_dir: Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport | None:
     """Ingest ``sample_dir`` per its ``cases.toml`` (titles included); unchanged documents skip.
 
+    ``on_progress`` gets each document's progress (as ``ingest_path`` gives it).
     Returns None when there is no sample corpus to ingest.
     """
     sample_dir = Path(sample_dir)
@@ -562,5 +568,5 @@ def ensure_sample_corpus(engine: RetrievalEngine, sample_dir: Path) -> IngestRep
         record = engine.store.get_case(cid)
         if record is None or (title and record.get("title") != title):
             engine.create_case(cid, title)
-        report.merge(engine.ingest_path(folder, cid))
+        report.merge(engine.ingest_path(folder, cid, on_progress=on_progress))
     return report
