@@ -49,8 +49,8 @@ else
 	$(PY) -m legalstream.rag.eval $(EVAL_ARGS)
 endif
 
-# Every benchmark; their figures (and charts) go into docs/benchmarks.md, and
-# docs/retrieval.md's section "speed" once it has one.
+# Every benchmark; their figures (and charts) go into docs/benchmarks.md and
+# docs/retrieval.md's section "speed".
 bench: install
 	$(PY) bench/fanout.py --docs
 	$(PY) -m legalstream.docfigures run docs/retrieval.md speed ".venv/bin/python bench/retrieval.py" -- $(PY) bench/retrieval.py
