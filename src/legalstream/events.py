@@ -30,11 +30,13 @@ import orjson
 __all__ = [
     "FINAL_TYPES",
     "LIFECYCLE_TYPES",
+    "UNVERIFIED_CODES",
     "CitationPayload",
     "ErrorCode",
     "Event",
     "EventType",
     "FinalAnswer",
+    "Grounding",
     "LLMCallEnd",
     "LLMCallError",
     "LLMCallStart",
@@ -119,13 +121,26 @@ class ErrorCode(StrEnum):
     FORBIDDEN_CASE = "forbidden_case"
     TOKEN_EXPIRED = "token_expired"
     CANCELLED = "cancelled"
+    #: The run went past ``runs.timeout_seconds``.
+    TIMEOUT = "timeout"
     AGENT_FAILED = "agent_failed"
     LLM_FAILED = "llm_failed"
     RETRIEVAL_FAILED = "retrieval_failed"
+    #: The answer (delivered as a draft in ``output_data``) failed the grounding check.
+    UNGROUNDED_ANSWER = "ungrounded_answer"
+    #: The answer (delivered as a draft) was cut at the model's token limit.
+    TRUNCATED_ANSWER = "truncated_answer"
     RUN_NOT_FINISHED = "run_not_finished"
     HISTORY_LOST = "history_lost"
     WORKER_LOST = "worker_lost"
     INTERNAL = "internal_error"
+
+
+#: Codes of an ``agent_execution_error`` that still delivers the model's answer, as an
+#: unverified draft in ``output_data`` (a :class:`FinalAnswer` payload).
+UNVERIFIED_CODES: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.UNGROUNDED_ANSWER, ErrorCode.TRUNCATED_ANSWER}
+)
 
 
 @dataclass(slots=True)
@@ -304,7 +319,10 @@ class CitationPayload:
     """One cited or retrieved passage: ``rag_query_end`` hits and the final ``citations``.
 
     ``quote`` is the source text ``[char_start:char_end]``; ``marker`` is the ``[n]``
-    the answer uses (absent when the agent did not number its sources).
+    the answer uses (absent when the agent did not number its sources). A final
+    answer's citation quotes the sentence(s) that support a statement; its
+    ``passage`` is the retrieved passage around them, the source text
+    ``[passage_start:passage_end]`` (absent on retrieval hits, which are passages).
     """
 
     chunk_id: str
@@ -318,6 +336,9 @@ class CitationPayload:
     quote: str
     score: float
     marker: int | None = None
+    passage: str | None = None
+    passage_start: int | None = None
+    passage_end: int | None = None
 
     @classmethod
     def of(cls, citation: Any, marker: int | None = None) -> CitationPayload:
@@ -351,6 +372,10 @@ class CitationPayload:
         }
         if self.marker is not None:
             data["marker"] = self.marker
+        if self.passage is not None:
+            data["passage"] = self.passage
+            data["passage_start"] = self.passage_start
+            data["passage_end"] = self.passage_end
         return data
 
     @classmethod
@@ -369,6 +394,9 @@ class CitationPayload:
             quote=_str(d.get("quote")),
             score=_opt_float(d.get("score")) or 0.0,
             marker=_opt_int(d.get("marker")),
+            passage=_opt_str(d.get("passage")),
+            passage_start=_opt_int(d.get("passage_start")),
+            passage_end=_opt_int(d.get("passage_end")),
         )
 
 
@@ -591,22 +619,96 @@ class StreamChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Grounding:
+    """The grounding check of an answer (``output_data.grounding`` of a final frame).
+
+    ``grounded`` is True only when every statement of the answer carries an
+    ``[n]`` of a passage retrieved in the run and that passage has the
+    sentence(s) that support it, and the answer was not cut at the token limit.
+    ``problems`` says what failed, one ``{"kind", "statement", "marker"}`` each
+    (kinds: ``no_retrieval``, ``no_citation``, ``unknown_marker``, ``unsupported``,
+    ``uncited``, ``truncated``); ``retried``: a corrective retry was made.
+    """
+
+    grounded: bool
+    statements: int = 0
+    supported: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    retried: bool = False
+    finish_reason: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "grounded": self.grounded,
+            "statements": self.statements,
+            "supported": self.supported,
+            "problems": self.problems,
+            "retried": self.retried,
+            "finish_reason": self.finish_reason,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Any) -> Grounding:
+        d = _mapping(data)
+        return cls(
+            grounded=d.get("grounded") is True,
+            statements=_opt_int(d.get("statements")) or 0,
+            supported=_opt_int(d.get("supported")) or 0,
+            problems=_dicts(d.get("problems")),
+            retried=d.get("retried") is True,
+            finish_reason=_opt_str(d.get("finish_reason")),
+        )
+
+    def summary(self) -> str:
+        """One line for people: what failed, or that the answer is grounded."""
+        if self.grounded:
+            return f"grounded: {self.supported} of {self.statements} statements supported"
+        kinds: dict[str, int] = {}
+        for problem in self.problems:
+            kind = _str(problem.get("kind"), "problem")
+            kinds[kind] = kinds.get(kind, 0) + 1
+        parts = [f"{n} {kind.replace('_', ' ')}" if n > 1 else kind.replace("_", " ")
+                 for kind, n in kinds.items()]  # fmt: skip
+        return "not grounded: " + (", ".join(parts) or "no supported statement")
+
+
+@dataclass(frozen=True, slots=True)
 class FinalAnswer:
-    """``agent_execution_complete`` ``output_data``: the answer and its citation payloads."""
+    """A run's answer: ``agent_execution_complete`` ``output_data``, and the unverified
+    draft an ``agent_execution_error`` with code ``ungrounded_answer`` or
+    ``truncated_answer`` carries in its ``output_data``.
+
+    ``citations`` are citation payloads (sentence-level, with their passage);
+    ``grounding`` the check of the answer (absent from servers before it existed).
+    """
 
     answer: str
     citations: list[dict[str, Any]]
+    grounding: dict[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {"answer": self.answer, "citations": self.citations}
+        data: dict[str, Any] = {"answer": self.answer, "citations": self.citations}
+        if self.grounding is not None:
+            data["grounding"] = self.grounding
+        return data
 
     @classmethod
     def from_payload(cls, data: Any) -> FinalAnswer:
         d = _mapping(data)
-        return cls(_str(d.get("answer")), _dicts(d.get("citations")))
+        grounding = d.get("grounding")
+        return cls(
+            _str(d.get("answer")),
+            _dicts(d.get("citations")),
+            grounding if isinstance(grounding, dict) else None,
+        )
 
     def cited(self) -> list[CitationPayload]:
         return [CitationPayload.from_payload(c) for c in self.citations]
+
+    @property
+    def check(self) -> Grounding | None:
+        """The grounding check, parsed (None when the server sent none)."""
+        return None if self.grounding is None else Grounding.from_payload(self.grounding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from legalstream.events import Event, EventType, LLMCallEnd, LLMCallError, LLMCallStart
 
@@ -122,6 +122,56 @@ class AgentCounterCollector:
         yield family
 
 
+class RunThreadCollector:
+    """Run threads written off while stuck in a library call, read at scrape time.
+
+    ``legalstream_run_threads_stuck``: threads the run manager gave up on (their
+    run was ended without them) that have not returned; ``..._abandoned_total``:
+    all it gave up on; ``..._returned_total``: those that came back later;
+    ``..._refused_total``: stuck threads that kept their place because
+    ``runs.max_stuck_threads`` were written off already.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._svc: Services | None = None
+        registry.register(self)
+
+    def bind(self, svc: Services) -> None:
+        self._svc = svc
+
+    def _families(self) -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily,
+                                 CounterMetricFamily]:  # fmt: skip
+        return (
+            GaugeMetricFamily(
+                f"{_NS}_run_threads_stuck",
+                "Run threads written off (their run ended without them) not yet returned.",
+            ),
+            CounterMetricFamily(
+                f"{_NS}_run_threads_abandoned",
+                "Run threads written off while stuck past runs.cancel_grace_seconds.",
+            ),
+            CounterMetricFamily(
+                f"{_NS}_run_threads_returned", "Written-off run threads that came back later."
+            ),
+            CounterMetricFamily(
+                f"{_NS}_run_threads_refused",
+                "Stuck run threads not written off: runs.max_stuck_threads reached.",
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        stuck, abandoned, returned, refused = self._families()
+        threads = self._svc.runs.threads if self._svc is not None else None
+        stuck.add_metric([], threads.stuck if threads else 0)
+        abandoned.add_metric([], threads.abandoned_total if threads else 0)
+        returned.add_metric([], threads.returned_total if threads else 0)
+        refused.add_metric([], threads.refused_total if threads else 0)
+        yield from (stuck, abandoned, returned, refused)
+
+
 class Metrics:
     """The metrics of one app. Hooks are called from the event loop thread only."""
 
@@ -186,6 +236,7 @@ class Metrics:
         )
         self._slow = {reason: slow.labels(reason) for reason in _SLOW_REASONS}
         self._agent = AgentCounterCollector(r)
+        self._threads = RunThreadCollector(r)
 
         # -- histograms ------------------------------------------------------------
         self.run_duration = Histogram(
@@ -229,6 +280,7 @@ class Metrics:
     def bind(self, svc: Services) -> None:
         """Attach the live services the state gauges read at scrape time."""
         self._svc = svc
+        self._threads.bind(svc)
 
     def bind_agent_counters(self, read: Callable[[], AgentCounters]) -> None:
         """Read the agent runner's counters with ``read()`` at each scrape.

@@ -101,8 +101,15 @@ class RunSettings(BaseModel):
     max_queued: int = 256
     #: Seconds a run keeps going after its client disconnects, for resume.
     resume_grace_seconds: float = 0.0
-    #: Hard limit on one run's duration.
+    #: Hard limit on one run's duration: past it the run ends with code ``timeout``.
     timeout_seconds: float = 300.0
+    #: Seconds a cancelled or timed-out run's thread has to end the run; past
+    #: them it is stuck in a library call, and the run manager ends the run
+    #: itself (final frame, place freed) and writes the thread off.
+    cancel_grace_seconds: float = 0.5
+    #: Stuck threads written off at once (a replacement starts for each);
+    #: unset: ``max_concurrent``. Past it a stuck thread keeps its place.
+    max_stuck_threads: int | None = None
     #: Secret that signs run ids, so a resume can tell a lost history from a
     #: wrong id. Every worker of a deployment needs the same one; unset: derived
     #: from auth.secret, or kept in <rag.data_dir>/run-id.key.
@@ -152,11 +159,17 @@ class RagSettings(BaseModel):
 
 
 class LLMOptions(BaseModel):
+    #: An OpenAI-compatible server (llama.cpp, Ollama, vLLM): http://host:port/v1.
+    #: Works without ``api_key`` (a placeholder key is sent).
     base_url: str | None = None
     api_key: str | None = None
     temperature: float = 0.0
+    #: Whole-call deadline of one LLM request, from sending it to the end of the
+    #: reply (a server that trickles tokens cannot outlast it); also the per-read timeout.
     timeout: float = 60.0
-    max_tokens: int | None = None
+    #: Most tokens one reply may have; a reply cut there fails the run's check
+    #: (code ``truncated_answer``). Unset: the provider's own limit.
+    max_tokens: int | None = 1024
     stream: bool = True
     max_retries: int = 0
 

@@ -37,7 +37,9 @@ def test_typical_run_sequence(runner):
 
     # fields
     start = rec.of(E.RAG_QUERY_START)[0]["input_data"]
-    assert start["case_id"] == 1 and start["k"] == 5 and "Section 4.3" in start["query"]
+    assert (
+        start["case_id"] == 1 and start["k"] == 10 and "Section 4.3" in start["query"]
+    )  # 2 x top_k offline
     hits = rec.of(E.RAG_QUERY_END)[0]["output_data"]["hits"]
     assert hits and all(h["case_id"] == 1 for h in hits)
     assert [h["marker"] for h in hits] == list(range(1, len(hits) + 1))

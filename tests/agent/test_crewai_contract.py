@@ -77,6 +77,10 @@ INTERNALS: dict[str, str] = {
     "crewai.utilities.string_utils.sanitize_tool_name": "callable",
     "crewai.agents.agent_executor.AgentExecutor._initial_state_t": "class",
     "crewai.flow.runtime.FlowState": "class",
+    "crewai.llms.base_llm.call_stop_override": "callable",
+    "crewai.llms.base_llm.BaseLLM.stop_sequences": "property",
+    "crewai.llms.providers.openai.completion.OpenAICompletion._get_sync_client": "callable",
+    "crewai.llms.providers.openai.completion.OpenAICompletion._get_client_params": "callable",
 }
 
 
@@ -90,6 +94,36 @@ def test_internal_name_exists(path):
         assert isinstance(obj, type), f"{path} is no longer a class"
     elif kind == "exception":
         assert isinstance(obj, type) and issubclass(obj, Exception), f"{path} is no exception"
+    elif kind == "property":
+        assert isinstance(obj, property), f"{path} is no longer a property"
+
+
+def test_openai_provider_sends_through_the_http_client_we_give_it():
+    """crewai_ext.use_http_client: client_params reach the OpenAI SDK, built lazily from _client."""
+    import httpx
+    from crewai import LLM
+
+    from legalstream.agent import crewai_ext
+
+    llm = LLM(model="openai/some-model", base_url="http://127.0.0.1:9/v1", api_key="k")
+    assert "client_params" in type(llm).model_fields, "OpenAICompletion.client_params is gone"
+    assert hasattr(llm, "_client"), "OpenAICompletion._client is gone"
+    client = httpx.Client()
+    assert crewai_ext.use_http_client(llm, client)
+    sdk = llm._get_sync_client()
+    assert sdk._client is client, "the OpenAI SDK does not send through client_params' http_client"
+    client.close()
+
+
+def test_stop_override_reaches_the_wrapped_llm():
+    from crewai import LLM
+
+    from legalstream.agent import crewai_ext
+
+    llm = LLM(model="openai/some-model", base_url="http://127.0.0.1:9/v1", api_key="k")
+    with crewai_ext.stop_override(llm, ["\nObservation:"]):
+        assert llm.stop_sequences == ["\nObservation:"]
+    assert llm.stop_sequences == llm.stop
 
 
 #: BaseLLM method -> the keyword arguments crewai_ext passes it.

@@ -8,17 +8,71 @@ lifecycle frames (query_received, agent_execution_start/complete/error) belong
 to ``runs.py``; a runner emits only what happens inside the run.
 
 A runner may also count what went wrong outside any one run's outcome (see
-:class:`CountingRunner`); ``/metrics`` reads those counters at scrape time.
+:class:`CountingRunner`), and say that its configuration cannot work (see
+:class:`CheckingRunner`); ``/metrics`` and ``/ready`` read those.
+
+The cancellation flag ``runs.py`` passes is a :class:`Cancellation`: a
+``threading.Event`` that also calls back at once when it is set, so a runner
+can cut off a provider request in flight instead of waiting for it to end.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from legalstream.events import EventType
+from legalstream.events import ErrorCode, EventType, Grounding
+
+log = logging.getLogger(__name__)
+
+
+class Cancellation(threading.Event):
+    """A run's cancellation flag: a ``threading.Event`` that calls back when it is set.
+
+    Callbacks run once, on the thread that calls :meth:`set` (the event loop, for
+    ``runs.py``), so they must be quick and must not block: cut a socket, set a
+    flag. One added after the flag is set runs at once. Errors are logged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def add_callback(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the flag is set; returns a function that removes it."""
+        with self._lock:
+            run_now = self.is_set()
+            if not run_now:
+                self._callbacks.append(callback)
+        if run_now:
+            _call(callback)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return remove
+
+    def set(self) -> None:
+        with self._lock:
+            first = not self.is_set()
+            super().set()
+            callbacks, self._callbacks = self._callbacks, []
+        if first:
+            for callback in callbacks:
+                _call(callback)
+
+
+def _call(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("cancellation callback failed")
 
 
 class RunCancelled(Exception):
@@ -46,9 +100,30 @@ class RunRequest:
 
 @dataclass(slots=True)
 class RunOutcome:
+    """What a run answered: the answer, its citations and the check of its grounding.
+
+    ``grounding`` is a :class:`~legalstream.events.Grounding` payload; an outcome
+    without one (a runner that does not check) counts as grounded. An ungrounded
+    or truncated answer is not a success: ``runs.py`` ends the run with an
+    ``agent_execution_error`` of :attr:`failure_code` that carries it as a draft.
+    """
+
     answer: str
     citations: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    grounding: dict[str, Any] | None = None
+
+    @property
+    def failure_code(self) -> ErrorCode | None:
+        """``truncated_answer`` / ``ungrounded_answer`` when the answer is no success, else None."""
+        if self.grounding is None:
+            return None
+        check = Grounding.from_payload(self.grounding)
+        if check.grounded:
+            return None
+        if any(p.get("kind") == "truncated" for p in check.problems):
+            return ErrorCode.TRUNCATED_ANSWER
+        return ErrorCode.UNGROUNDED_ANSWER
 
 
 class Emit(Protocol):
@@ -77,7 +152,10 @@ class AgentRunner(Protocol):
 
         Must check ``cancelled`` before each LLM or tool call and raise
         :class:`RunCancelled` once it is set; raise :class:`RunFailed` for an
-        error with a code, any other exception for an internal failure.
+        error with a code, any other exception for an internal failure. When
+        ``cancelled`` is a :class:`Cancellation`, a runner should also cut off
+        what it is waiting for as soon as it is set. ``runs.py`` does not wait
+        for a runner that does not return: it ends the run itself.
         """
         ...
 
@@ -99,4 +177,17 @@ class CountingRunner(Protocol):
 
     def counters(self) -> AgentCounters:
         """Current totals; cheap, thread-safe, callable from any thread at any time."""
+        ...
+
+
+@runtime_checkable
+class CheckingRunner(Protocol):
+    """An :class:`AgentRunner` that can tell its configuration cannot work (optional).
+
+    ``/ready`` answers 503 with the reason (e.g. a provider that needs an API key
+    and has none), instead of saying ready and failing every query.
+    """
+
+    def problem(self) -> str | None:
+        """Why no run can succeed with this configuration, or None; cheap, no network."""
         ...

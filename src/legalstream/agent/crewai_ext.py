@@ -15,6 +15,12 @@ attribute's name when an upgrade moves or reshapes it.
    ``BaseLLM._emit_*_event`` methods, ``_track_token_usage_internal``,
    ``_effective_stream`` and ``llm_call_context`` (which gives the call its id).
 4. **Tool names as the ReAct prompt spells them**: ``sanitize_tool_name``.
+   **A wrapping LLM's stop words**: ``call_stop_override`` (the agent's stop
+   words for one call, which CrewAI sets on the wrapper, passed to the
+   provider's LLM inside it). **The HTTP client of a provider's OpenAI SDK**:
+   the ``client_params`` field and the cached ``_client``
+   of CrewAI's OpenAI(-compatible) provider (so a run's requests go through a
+   client it can abort: :mod:`legalstream.agent.httpx_ext`).
 5. **Two per-run costs removed** (found by profiling the time from ``run()`` to
    the first agent event; docs/benchmarks.md, "Agent"):
 
@@ -52,7 +58,7 @@ from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
 from crewai.events.types.llm_events import LLMCallType
 from crewai.hooks import HookAborted
 from crewai.hooks.dispatch import InterceptionPoint, register_scoped, scoped_hooks
-from crewai.llms.base_llm import BaseLLM, llm_call_context
+from crewai.llms.base_llm import BaseLLM, call_stop_override, llm_call_context
 from crewai.utilities.string_utils import sanitize_tool_name
 from pydantic import PrivateAttr
 
@@ -72,8 +78,10 @@ __all__ = [
     "guarded_calls",
     "remove_sink",
     "reuse_executor_state_class",
+    "stop_override",
     "tool_action_name",
     "track_token_usage",
+    "use_http_client",
 ]
 
 #: The CrewAI version whose internals this module relies on.
@@ -193,6 +201,26 @@ def track_token_usage(llm: BaseLLM, usage: dict[str, Any]) -> None:
 def tool_action_name(name: str) -> str:
     """The name a ReAct ``Action:`` line (and CrewAI's tool events) use for tool ``name``."""
     return sanitize_tool_name(name)
+
+
+def stop_override(llm: BaseLLM, stop: list[str]) -> contextlib.AbstractContextManager[None]:
+    """Within the block, ``llm`` stops at ``stop`` (its ``stop`` field is not touched)."""
+    return call_stop_override(llm, list(stop) if stop else None)
+
+
+def use_http_client(llm: BaseLLM, http_client: Any) -> bool:
+    """Make ``llm``'s provider SDK send through ``http_client`` (an ``httpx.Client``).
+
+    True for CrewAI's OpenAI and OpenAI-compatible providers (openai/, ollama/,
+    hosted_vllm/, ...); False, and nothing changed, for the others.
+    """
+    if "client_params" not in type(llm).model_fields or not hasattr(llm, "_client"):
+        return False
+    llm.client_params = {**(llm.client_params or {}), "http_client": http_client}
+    # The SDK client was built eagerly with the default http client: build it again
+    # on first use. (The async client is left alone: runs call synchronously.)
+    llm._client = None
+    return True
 
 
 # --- 5. two per-run costs removed -----------------------------------------------------------

@@ -39,10 +39,11 @@ _STOP = frozenset(
 )
 
 _WORD = re.compile(r"[A-Za-z0-9§$][A-Za-z0-9§$.,'’-]*[A-Za-z0-9%]|[A-Za-z0-9§$%]")
-_ABBREV = re.compile(
-    r"(?:\b(?:Inc|Co|Corp|Ltd|LLC|No|Nos|v|vs|Mr|Mrs|Ms|Dr|Sec|Secs|St|Fed|Civ|Cir|App|"
+#: Words before a full stop that do not end a sentence (also used by grounding.py).
+ABBREVIATION = _ABBREV = re.compile(
+    r"(?:\b(?:Inc|INC|Co|CO|Corp|CORP|Ltd|LTD|LLC|No|Nos|v|vs|Mr|Mrs|Ms|Dr|Sec|Secs|St|Fed|Civ|Cir|App|"
     r"Supp|Ex|Exh|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|e\.g|i\.e|U\.S|etc|al|"
-    r"Wn|Wash|Wis|Stat|Rev|Ann|Ariz|Cal|Minn|RCW|p|pp|para|Art|Ch|cf|Compl|Def|Pl|Br)\.|"
+    r"Wn|Wash|Wis|Stat|Rev|Ann|Ariz|Cal|Minn|RCW|p|pp|para|Art|Ch|cf|Compl|Def|Pl|Br|Dkt|Decl)\.|"
     r"\b[A-Z]\.|\b[ap]\.m\.)$"
 )
 _SENT_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+(?=[\"'“‘(\[]?[A-Z0-9§¶])")
@@ -80,6 +81,32 @@ def _stem(word: str) -> str:
 
 #: Stems are cut to this many letters ("automated", "automatic" -> "automat").
 _PREFIX = 7
+
+
+#: Plain words of a question and the legal words a record uses for them: a question
+#: term also looks for these (weighted as the plain word).
+_LEGAL_WORDS: dict[str, tuple[str, ...]] = {
+    "responsibility": ("liability", "liable"),
+    "responsible": ("liable", "liability"),
+    "reject": ("deny", "denied", "disclaim"),
+    "rejecting": ("deny", "denied", "disclaim"),
+    "rejected": ("deny", "denied", "disclaim"),
+    "refuse": ("deny", "denied", "decline"),
+    "refused": ("deny", "denied", "declined"),
+    "allow": ("deny", "denied", "states a claim"),
+    "proceed": ("states a claim", "survive"),
+    "co-op": ("cooperative",),
+}
+
+
+def related_terms(question: str) -> dict[str, str]:
+    """Terms of the legal words that stand for the question's plain words -> that word's term."""
+    out: dict[str, str] = {}
+    for word in re.findall(r"[A-Za-z][A-Za-z-]+", question):
+        for legal in _LEGAL_WORDS.get(word.lower(), ()):
+            for t in terms(legal):
+                out.setdefault(t, _stem(word))
+    return out
 
 
 def terms(text: str) -> list[str]:
@@ -186,8 +213,9 @@ _CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
         re.compile(
             r"\bbecause\b|\bdue to\b|\bcaused\b|\bso that\b|\bin order to\b|\bwanted to\b|"
             r"\breason\b|\bsince\b|\bresult(?:ed)? (?:of|from|in)\b|"
-            # a court's reasons for leaving an issue to trial
-            r"\bgenuine (?:dispute|issue)s?\b|\bquestions? of (?:material )?fact\b|\btriable\b",
+            # a court's reasons for leaving an issue to trial, or for ruling as it did
+            r"\bgenuine (?:dispute|issue)s?\b|\bquestions? of (?:material )?fact\b|\btriable\b|"
+            r"\bnot persuaded\b|^(?:First|Second|Third|Finally), ",
             re.I,
         ),
     ),
@@ -200,7 +228,7 @@ _CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
     (  # a court's ruling
         re.compile(
             r"\b(?:court|judge|ruling|rule[ds]?|held|hold|decided?|granted?|denied|deny|"
-            r"dismiss\w*|order(?:ed)?)\b",
+            r"dismiss\w*|order(?:ed)?)\b|\bwhat (?:happened|became) (?:to|of)\b",
             re.I,
         ),
         re.compile(
@@ -210,6 +238,11 @@ _CUES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
     ),
 ]
 
+
+#: The reason and ruling entries of _CUES, by name.
+_REASON_ASKED = _CUES[5][0]
+_RULING_ANSWER = _CUES[7][1]
+assert "why" in _REASON_ASKED.pattern and "DISMISSED" in _RULING_ANSWER.pattern
 
 #: Kinds of question a deposition examiner asks too: the user's question -> the
 #: examiner's question line ("Q. Why did you wait that long?") of the same kind.
@@ -249,6 +282,9 @@ class _Unit:
     block: int  # global id of its paragraph (prose) or exchange window (transcript)
     heading: str
     label: str  # numbered provision/paragraph it belongs to ("7.2", "26"), or ""
+    #: "caption" (a line in capitals: a caption, a title, a party's name),
+    #: "signature" (a signature block: the party, then By:/Name:/Title: lines), or "".
+    kind: str = ""
 
 
 def _units(passages: list[tuple[int, str]]) -> tuple[list[_Unit], dict[int, set[str]]]:
@@ -324,13 +360,66 @@ def _units(passages: list[tuple[int, str]]) -> tuple[list[_Unit], dict[int, set[
                     section = found.group(1)
                 block_id += 1
                 block_terms[block_id] = set(terms(para))
+                if _SIGNATURE.match(para):
+                    # a signature block, with the party it signs for (the line before)
+                    party = units[-1] if units and units[-1].rank == rank else None
+                    text = f"{party.text} {para}" if party and party.kind == "caption" else para
+                    units.append(
+                        _Unit(rank, marker, pos, text, text, set(terms(text)), block_id,
+                              heading, section, "signature")
+                    )  # fmt: skip
+                    pos += 1
+                    continue
                 for sentence in _sentences(para):
+                    kind = "caption" if _is_caption(sentence) else ""
                     units.append(
                         _Unit(rank, marker, pos, sentence, sentence, set(terms(sentence)),
-                              block_id, heading, section)
+                              block_id, heading, section, kind)
                     )  # fmt: skip
                     pos += 1
     return units, block_terms
+
+
+#: A signature block: "By: /s/ Name ...", then Name:/Title:/Date: lines.
+_SIGNATURE = re.compile(r"^By:\s*(?:/s/\s*)?\S.*\bName:\s*\S", re.IGNORECASE)
+#: Questions about who signed (or executed) an agreement.
+_SIGNED = re.compile(r"\b(?:sign(?:ed|s|ing|atur\w*|atory|atories)?|execut\w*)\b", re.IGNORECASE)
+#: Questions about what a party did in answer to something, and the words of such acts.
+_RESPONSE = re.compile(r"\b(?:respon\w*|repl(?:y|ied|ies)|react\w*)\b", re.IGNORECASE)
+#: (Not in capitals: "DENIED" is a court's ruling, not a party's response.)
+_RESPONSE_ACT = re.compile(
+    r"\b(?:[Dd]en(?:y|ies|ied)|[Aa]dmit(?:s|ted)?|[Aa]nswers?|[Rr]espond(?:s|ed)?|"
+    r"[Rr]eject(?:s|ed)?|[Rr]eplied|[Cc]ounterclaim\w*|[Aa]ffirmative [Dd]efenses?)\b"
+)
+
+
+_OUTCOME = re.compile(r"\bwhat (?:happened|became) (?:to|of)\b", re.IGNORECASE)
+
+
+def _is_caption(text: str) -> bool:
+    """A line in capitals (a caption, a title, a party's name): no statement of fact."""
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) < 6 or sum(c.isupper() for c in letters) <= 0.7 * len(letters):
+        return False
+    # "Count III is DISMISSED WITH PREJUDICE." is a ruling: it has a word in lower case
+    return not re.search(r"\b[a-z]{2,}\b", text)
+
+
+def signature_question(question: str) -> bool:
+    """Whether ``question`` asks who signed (executed) something."""
+    return bool(_SIGNED.search(question)) and bool(
+        re.search(r"^\s*who\b|\bwhom?\b", question, re.I)
+    )
+
+
+def signature_blocks(passages: list[tuple[int, str]]) -> int:
+    """How many signature blocks the passages hold."""
+    return sum(
+        1
+        for _m, text in passages
+        for p in re.split(r"\n\s*\n", text)
+        if _SIGNATURE.match(" ".join(p.split()))
+    )
 
 
 def _ref_match(label: str, refs: set[str]) -> bool:
@@ -366,22 +455,50 @@ def extractive_answer(
             continue
         chosen.append(index)
     chosen.sort(key=lambda i: (units[i].rank, units[i].pos))
-    # name the section when its heading answers part of the question ("which defense ...")
+    # Name the section when its heading answers part of the question ("which
+    # defense ..."): it opens the statement it heads, so the statement is still
+    # the passage's own words, with the section it sits under.
     covered = set().union(*(units[i].terms for i in chosen))
     statements: list[str] = []
     named: set[tuple[int, str]] = set()
     for i in chosen:
         u = units[i]
+        name = _section_name(u.heading)
         if (
-            u.heading
+            name
             and (u.rank, u.heading) not in named
             and not _PAGE_HEADING.match(u.heading)
-            and q_terms & heading_terms[u.heading] - covered
+            and (q_terms - _STRUCTURE) & heading_terms[u.heading] - covered
         ):
             named.add((u.rank, u.heading))
-            statements.append(f"{u.heading} [{u.marker}]")
-        statements.append(f"{u.text} [{u.marker}]")
+            statements.append(f"{name}: {u.text} [{u.marker}]")
+        else:
+            statements.append(f"{u.text} [{u.marker}]")
     return " ".join(statements)
+
+
+#: Words that say where a provision is, not what it is about: no reason to name a heading.
+_STRUCTURE = frozenset(terms("section sections article count paragraph exhibit page part"))
+
+
+def _section_name(heading: str) -> str | None:
+    """A heading as it can open a statement: its numbering dropped; None if a number is left.
+
+    The statement must still hold only what its passage states, and every
+    number it states must be the passage's: "Section 10. Insurance" would bring
+    a "10" the clause does not say.
+    """
+    name = re.sub(
+        r"^(?:(?:Section|Article|Count|Part)\s+)?[\dIVXLC]+(?:\.\d+)*[.:)]?\s+", "", heading
+    )
+    name = name.strip(" #")
+    return None if not name or re.search(r"\d", name) else name
+
+
+#: How much a passage's place in the retrieval order lowers its statements'
+#: scores, per place: retrieval's order is evidence, but with clause-sized
+#: passages the answer is often a few places down.
+RANK_DECAY = 0.02
 
 
 def score_units(
@@ -401,9 +518,14 @@ def score_units(
     for t, plain in _defined_terms(units, q_terms).items():
         df = sum(1 for u in units if t in u.terms)
         weight[t] = min(math.log(1 + n / (1 + df)), *(weight[p] for p in plain))
+    for t, plain in related_terms(question).items():
+        if t not in weight and plain in weight:
+            weight[t] = weight[plain]
     q_terms = set(weight)
     refs = set(_REF.findall(question))
     cues = [answer for asked, answer in _CUES if asked.search(question)]
+    if _REASON_ASKED.search(question):  # "why ...": the reason, not the ruling it led to
+        cues = [c for c in cues if c is not _RULING_ANSWER]
     heading_terms = {u.heading: set(terms(u.heading)) for u in units}
 
     def overlap(ts: set[str]) -> float:
@@ -412,22 +534,38 @@ def score_units(
     q_bigrams = _bigrams(question)
     testimony = bool(_TESTIMONY.search(question))
     kinds = _examiner_kinds(question)
+    # who signed: the signature blocks are the answer, when the passages have them
+    signed = signature_question(question) and any(u.kind == "signature" for u in units)
+    #: "What happened to the claim ...": only a ruling answers it, when there is one.
+    outcome = bool(_OUTCOME.search(question))
+    response = bool(_RESPONSE.search(question))
     owns = [overlap(u.terms) for u in units]
     scored: list[tuple[float, int]] = []
+    rulings: list[tuple[float, int]] = []
     for index, u in enumerate(units):
+        if u.kind == "signature" or signed:
+            if u.kind == "signature" and signed:
+                scored.append((2.0 * scale * (1.0 - RANK_DECAY * u.rank), index))
+            continue
+        if u.kind == "caption":
+            continue  # a caption or a title states nothing
         if re.search(r"\[\d", u.text) or (len(u.body.split()) < 4 and u.body == u.text):
             continue  # would read as a citation marker; or a fragment
         own = owns[index]
         context = overlap(block_terms.get(u.block, set()) - u.terms)
         body = _LABEL.sub("", u.body, count=1)  # "26. On ..." is no amount nor date
         typed = bool(cues) and any(c.search(body) for c in cues)
+        if response and _RESPONSE_ACT.search(body):
+            typed = True  # "what was X's response": what X admitted, denied, answered
         asked = u.body != u.text and any(
             k.search(_Q_LINE.sub("", u.text[: -len(u.body)])) for k in kinds
         )
         if own <= 0 and not (typed and (context > 0 or asked)):
             continue
         score = own / (1 + 0.15 * math.log(1 + len(u.terms)))
-        score += 0.35 * context + 0.25 * overlap(heading_terms[u.heading] - u.terms)
+        # (a ruling sits under the heading that names the claim it decides)
+        heading_weight = 1.0 if outcome else 0.25
+        score += 0.35 * context + heading_weight * overlap(heading_terms[u.heading] - u.terms)
         if typed:
             # The fact asked for often sits next to the sentence that has the
             # question's words ("Whether ... presents disputed questions of fact.
@@ -447,8 +585,10 @@ def score_units(
             score += 0.25 * scale * min(3, len(q_bigrams & _bigrams(u.text[: -len(u.body)])))
             if testimony:
                 score += 0.4 * scale
-        scored.append((score * (1.0 - 0.03 * u.rank), index))
-    return units, scored
+        scored.append((score * (1.0 - RANK_DECAY * u.rank), index))
+        if outcome and typed:
+            rulings.append(scored[-1])
+    return units, (rulings if outcome and rulings else scored)
 
 
 #: A defined term: '"Software" means ...', or a parenthetical '... (the "Warranty Period")'.

@@ -280,6 +280,7 @@ class EventTranslator:
 
     def _llm_completed(self, ev: Any) -> None:
         self._open_llm.pop(ev.call_id, None)
+        self.ctx.last_finish_reason = ev.finish_reason
         step = parse_step(ev.response)
         usage = ev.usage if isinstance(ev.usage, dict) else None
         self._send(

@@ -29,7 +29,7 @@ from pydantic import PrivateAttr
 
 from legalstream.agent import TOOL_NAME, crewai_ext
 from legalstream.agent.crewai_ext import HookAborted
-from legalstream.agent.extractive import extractive_answer
+from legalstream.agent.extractive import extractive_answer, signature_blocks, signature_question
 from legalstream.agent.tools import PASSAGE_HEADER
 from legalstream.events import TokenUsage
 
@@ -53,6 +53,13 @@ def parse_passages(observation: str) -> list[tuple[int, str]]:
             for ln in body.splitlines()
             if ln.startswith(">")
         ]
+        # The last heading above the passage opens it, as a Markdown heading the
+        # extractive reader knows: it can then name the section ("which defense").
+        headings = [
+            ln[len("Heading: ") :] for ln in body.splitlines() if ln.startswith("Heading: ")
+        ]
+        if headings:
+            lines = [f"# {headings[-1].lstrip('#').strip()}", "", *lines]
         passages.append((int(match.group(1)), "\n".join(lines)))
     return passages
 
@@ -160,22 +167,37 @@ class OfflineExtractiveLLM(BaseLLM):
             _message_text(m) for m in messages
             if isinstance(m, dict) and m.get("role") != "system" and "Passage [" in _message_text(m)
         ]  # fmt: skip
-        tried = any(
-            isinstance(m, dict) and m.get("role") == "assistant" and "Action:" in _message_text(m)
+        searches = sum(
+            1
             for m in messages
+            if isinstance(m, dict)
+            and m.get("role") == "assistant"
+            and "Action:" in _message_text(m)
         )
-        if not observations and not tried:
+        if not observations and not searches:
             # The question as asked: the hybrid retrieval is tuned and evaluated on whole
             # questions, and the dense half reads a trailing "?" as part of the intent.
             query = " ".join(question.split())
-            return (
-                "Thought: I must ground the answer in the case record, so I will search "
-                "the case documents first.\n"
-                f"Action: {crewai_ext.tool_action_name(TOOL_NAME)}\n"
-                f'Action Input: {{"query": {_json_str(query)}}}'
+            return _action(
+                "I must ground the answer in the case record, so I will search the case "
+                "documents first.",
+                query,
             )
-        passages = parse_passages(observations[-1]) if observations else []
-        answer = extractive_answer(question, passages, self.max_sentences)
+        passages: dict[int, str] = {}
+        for observation in observations:  # markers are the run's: one passage each
+            passages.update(parse_passages(observation))
+        if (
+            searches == 1
+            and signature_question(question)
+            and signature_blocks(list(passages.items())) < 2
+        ):
+            # Who signed is in the signature blocks (an agreement has two or more),
+            # which a question rarely matches: search for them by their own words.
+            return _action(
+                "The passages do not show the signature blocks; I will search for them.",
+                f"{' '.join(question.split())} By: /s/ Name: Title:",
+            )
+        answer = extractive_answer(question, sorted(passages.items()), self.max_sentences)
         if not answer:
             answer = (
                 "The retrieved documents of this case do not contain a passage that "
@@ -194,6 +216,14 @@ class OfflineExtractiveLLM(BaseLLM):
                 if line.startswith(QUESTION_PREFIX):
                     return line[len(QUESTION_PREFIX) :].strip()
         return _message_text(messages[-1])[-500:]
+
+
+def _action(thought: str, query: str) -> str:
+    return (
+        f"Thought: {thought}\n"
+        f"Action: {crewai_ext.tool_action_name(TOOL_NAME)}\n"
+        f'Action Input: {{"query": {_json_str(query)}}}'
+    )
 
 
 def _json_str(value: str) -> str:

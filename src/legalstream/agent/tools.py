@@ -44,12 +44,21 @@ class RunContext:
     cancelled: threading.Event
     top_k: int | None = None
     mode: str | None = None
+    #: Let the engine drop passages far behind the best (a model's prompt stays
+    #: short); False for a reader that weighs passages itself (the offline one).
+    cut_off: bool = True
     #: chunk_id -> Retrieved, in the order chunks were first retrieved.
     registry: dict[str, Retrieved] = field(default_factory=dict)
     retrieval_error: str | None = None
     llm_error: str | None = None
     tool_calls: int = 0
     llm_calls: int = 0
+    #: The run's first retrieval was made (or forced): see provider_llm.py.
+    retrieval_started: bool = False
+    #: ``finish_reason`` of the last LLM call that completed (``"length"``: cut off).
+    last_finish_reason: str | None = None
+    #: The run's abortable HTTP client for provider calls (httpx_ext.AbortableClient).
+    http: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -72,6 +81,15 @@ class RunContext:
         with self.lock:
             return {r.marker: r for r in self.registry.values()}
 
+    def sources(self) -> dict[int, Any]:
+        """The run's passages as the grounding check reads them, by marker."""
+        from legalstream.agent.grounding import Source
+
+        return {
+            r.marker: Source(r.marker, r.citation.quote, r.citation.char_start, r.citation)
+            for r in self.by_marker().values()
+        }
+
     def stop_reason(self) -> str | None:
         """Why no further LLM or tool call may start, if one must not."""
         if self.cancelled.is_set():
@@ -90,7 +108,8 @@ class RetrievalInput(BaseModel):
 
 
 def format_observation(case_id: Any, hits: list[Retrieved]) -> str:
-    """The tool result the model reads: numbered passages, quote lines prefixed "> "."""
+    """The tool result the model reads: numbered passages, quote lines prefixed "> ",
+    each after its ``Heading:`` and ``Lead-in:`` lines (context, not the passage)."""
     if not hits:
         return f"No passages of case {case_id} matched the query."
     lines = [
@@ -106,6 +125,11 @@ def format_observation(case_id: Any, hits: list[Retrieved]) -> str:
         if cit.page is not None:
             where.append(f"p. {cit.page}")
         lines.append(f"Passage [{item.marker}] " + " — ".join(where))
+        # The heading the passage sits under, and the lead-in it continues: the
+        # passage alone is a clause, which these say how to read.
+        for ctx in getattr(cit, "context", ()):
+            label = "Heading" if ctx.role == "heading" else "Lead-in"
+            lines.append(f"{label}: {' '.join(ctx.quote.split())}")
         lines.extend("> " + line for line in cit.quote.splitlines())
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -144,6 +168,7 @@ class RAGLegalRetrievalTool(BaseTool):
             return "The run was cancelled; no search was made."
         query = " ".join(str(query).split())[:1000]
         ctx.tool_calls += 1
+        ctx.retrieval_started = True
         request = RagQuery(query, ctx.case_id, ctx.top_k, ctx.mode).to_payload()
         rag_event = functools.partial(
             ctx.emit,
@@ -156,7 +181,12 @@ class RAGLegalRetrievalTool(BaseTool):
         rag_event(EventType.RAG_QUERY_START)
         started = time.perf_counter()
         try:
-            citations = self._engine.search(query, ctx.case_id, k=ctx.top_k, mode=ctx.mode)
+            if ctx.cut_off:
+                citations = self._engine.search(query, ctx.case_id, k=ctx.top_k, mode=ctx.mode)
+            else:
+                citations = self._engine.search(
+                    query, ctx.case_id, k=ctx.top_k, mode=ctx.mode, cut_off=False
+                )
         except Exception as exc:
             ctx.retrieval_error = f"{type(exc).__name__}: {exc}"
             rag_event(

@@ -23,6 +23,7 @@ from rich.table import Table
 from legalstream.client.library import ConnectionLost, LegalStreamClient, RunError
 from legalstream.events import (
     FINAL_TYPES,
+    UNVERIFIED_CODES,
     EventType,
     FinalAnswer,
     LLMCallEnd,
@@ -129,7 +130,8 @@ def query_command(
     as_json: bool = False,
     stream_thinking: bool = True,
 ) -> int:
-    """``legalstream query``: print a run live; exit 0 on an answer, 1 on a run error."""
+    """``legalstream query``: print a run live; exit 0 on an answer, 1 on a run error,
+    3 on an answer that failed its grounding check (printed as unverified)."""
     try:
         return asyncio.run(_query(url, question, case_id, token, as_json, stream_thinking))
     except KeyboardInterrupt:
@@ -178,7 +180,9 @@ async def _query(
                         await client.cancel(stream.run_id)
                 raise
             final = stream.final or {}
-            return 0 if final.get("type") == EventType.AGENT_EXECUTION_COMPLETE else 1
+            if final.get("type") == EventType.AGENT_EXECUTION_COMPLETE:
+                return 0
+            return 3 if error_code(final) in UNVERIFIED_CODES else 1
     except RunError as exc:
         err.print(f"[red]refused:[/] {exc}")
         return 1
@@ -188,13 +192,21 @@ async def _query(
 
 
 def _print_final(console: Any, frame: dict[str, Any]) -> None:
-    if frame["type"] == EventType.AGENT_EXECUTION_ERROR:
-        console.print(
-            Panel(str(frame.get("error")), title=f"error: {error_code(frame)}", border_style="red")
-        )
+    code = error_code(frame)
+    unverified = frame["type"] == EventType.AGENT_EXECUTION_ERROR and code in UNVERIFIED_CODES
+    if frame["type"] == EventType.AGENT_EXECUTION_ERROR and not unverified:
+        console.print(Panel(str(frame.get("error")), title=f"error: {code}", border_style="red"))
         return
     out = FinalAnswer.from_payload(frame.get("output_data"))
-    console.print(Panel(out.answer, title="answer", border_style="green"))
+    if unverified:
+        # Delivered, clearly marked: never printed as if it were a verified answer.
+        console.print(f"[bold yellow]UNVERIFIED ({code}):[/] {frame.get('error')}", highlight=False)
+        console.print(Panel(out.answer, title=f"unverified answer ({code})", border_style="yellow"))
+    else:
+        console.print(Panel(out.answer, title="answer", border_style="green"))
+        check = out.check
+        if check is not None:
+            console.print(f"[dim]{check.summary()}[/]")
     citations = out.cited()
     if citations:
         table = Table(title="citations", show_lines=True, expand=True)

@@ -53,7 +53,14 @@ from typing import Any
 
 import orjson
 
-from legalstream.events import FINAL_TYPES, ErrorCode, EventType, FinalAnswer, error_code
+from legalstream.events import (
+    FINAL_TYPES,
+    UNVERIFIED_CODES,
+    ErrorCode,
+    EventType,
+    FinalAnswer,
+    error_code,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -79,7 +86,12 @@ TicketProvider = Callable[[], "str | Awaitable[str]"]
 
 
 class RunError(Exception):
-    """A run ended with ``agent_execution_error``, or its query was refused."""
+    """A run ended with ``agent_execution_error``, or its query was refused.
+
+    ``draft``: with code ``ungrounded_answer`` or ``truncated_answer``, the answer
+    that failed its grounding check (answer, citations, grounding), to show as
+    unverified; None otherwise.
+    """
 
     def __init__(self, code: str | None, message: str, event: dict[str, Any] | None = None):
         super().__init__(f"{code}: {message}" if code else message)
@@ -87,6 +99,12 @@ class RunError(Exception):
         self.message = message
         self.event = event
         self.run_id = (event or {}).get("run_id")
+        output = (event or {}).get("output_data")
+        self.draft: FinalAnswer | None = (
+            FinalAnswer.from_payload(output)
+            if code in UNVERIFIED_CODES and isinstance(output, dict)
+            else None
+        )
 
 
 class ConnectionLost(Exception):
@@ -100,6 +118,8 @@ class Answer:
     citations: list[dict[str, Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: The grounding check (a ``Grounding`` payload; None from a server that sends none).
+    grounding: dict[str, Any] | None = None
 
 
 class RunStream:
@@ -324,6 +344,7 @@ class LegalStreamClient:
             citations=list(out.citations),
             metadata=final.get("metadata") or {},
             events=events,
+            grounding=out.grounding,
         )
 
     async def cancel(self, run_id: str) -> None:

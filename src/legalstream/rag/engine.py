@@ -31,7 +31,7 @@ from legalstream.rag.ingest import (
     upload_doc_id,
 )
 from legalstream.rag.progress import ProgressCallback
-from legalstream.rag.router import DocumentRouter, Route
+from legalstream.rag.router import DocumentRouter, Route, doc_type, role_route
 from legalstream.rag.store import ArmQuery, Bm25Encoder, ChunkStore, Mode, QuerySpec
 
 if TYPE_CHECKING:
@@ -171,9 +171,10 @@ class RetrievalEngine:
         self._closed = False
         # case_id -> (generation token, cards, naming terms): routing reads a case's
         # cards once per change of its documents, not on every query.
-        self._cards: OrderedDict[int, tuple[str, list[tuple[str, Any]], dict[str, Any]]] = (
-            OrderedDict()
-        )
+        #: case id -> (generation, cards, naming terms, document types)
+        self._cards: OrderedDict[
+            int, tuple[str, list[tuple[str, Any]], dict[str, Any], dict[str, str | None]]
+        ] = OrderedDict()
 
     @classmethod
     def from_settings(cls, rag: RagSettings) -> RetrievalEngine:
@@ -248,36 +249,48 @@ class RetrievalEngine:
             rrf_k=self.rrf_k,
             rrf_weights=self.rrf_weights,
             doc_ids=doc_ids,
+            min_score_ratio=self.min_score_ratio,
         )
 
     def route(self, query: str, case_id: int) -> Route:
-        """The document of ``case_id`` that ``query`` names, if it names one."""
-        cards, names = self._case_cards(int(case_id))
-        return self.router.route(self.bm25.query(query), cards, names)
+        """The document of ``case_id`` that ``query`` names (by its words, or its role)."""
+        cards, names, types = self._case_cards(int(case_id))
+        route = self.router.route(self.bm25.query(query), cards, names)
+        if route.doc_id is None:
+            by_role = role_route(query, types)
+            if by_role is not None:
+                doc_id, words = by_role
+                naming = frozenset(self.bm25.query(words).indices)
+                return Route(doc_id, route.best, route.second, naming)
+        return route
 
-    def _case_cards(self, case_id: int) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    def _case_cards(
+        self, case_id: int
+    ) -> tuple[list[tuple[str, Any]], dict[str, Any], dict[str, str | None]]:
         # Every document write bumps the case record's generation token (in any
         # process sharing the store), so a cached copy is used only while current.
         record = self.store.get_case(case_id)
         generation = str(record.get("generation")) if record and record.get("generation") else ""
         cached = self._cards.get(case_id)
         if cached is not None and generation and cached[0] == generation:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         cards = []
         names: dict[str, frozenset[int]] = {}
-        docs = self.store.list_documents(case_id, fields=["doc_id", "card", "name_terms"])
+        types: dict[str, str | None] = {}
+        docs = self.store.list_documents(case_id, fields=["doc_id", "card", "name_terms", "title"])
         for d in docs:
             vec = card_vector(d)
             if vec is not None:
                 cards.append((str(d["doc_id"]), vec))
                 names[str(d["doc_id"])] = frozenset(d.get("name_terms") or ())
+                types[str(d["doc_id"])] = doc_type(str(d.get("title") or ""))
         cards.sort()
         if generation:
-            self._cards[case_id] = (generation, cards, names)
+            self._cards[case_id] = (generation, cards, names, types)
             self._cards.move_to_end(case_id)
             while len(self._cards) > 1024:
                 self._cards.popitem(last=False)
-        return cards, names
+        return cards, names, types
 
     def _touch(self, case_id: int) -> None:
         """Record that the case's documents changed (a new generation token)."""
@@ -293,11 +306,13 @@ class RetrievalEngine:
         k: int | None = None,
         mode: str | None = None,
         doc_ids: list[str] | None = None,
+        cut_off: bool = True,
     ) -> list[Citation]:
         """Up to k units of case ``case_id`` for ``query``, best first.
 
         Fewer than k when the rest score below ``min_score_ratio`` of the best
-        (hybrid). The case filter (and ``doc_ids``, when given) runs inside Qdrant. Without
+        (hybrid), unless ``cut_off`` is False (a reader that weighs the passages
+        itself, such as the offline answerer, wants all k). The case filter (and ``doc_ids``, when given) runs inside Qdrant. Without
         ``doc_ids``, a query that names one document of the case is answered from
         that document; otherwise no document fills more than its share of k. The
         same query on the same data returns the same list, in any process.
@@ -317,12 +332,14 @@ class RetrievalEngine:
             # match its preamble: the rest of the question finds the clause.
             query = self._without_terms(query, naming)
         spec = self.query_spec(query, case_id, k=k, mode=mode, doc_ids=doc_ids)
+        if not cut_off:
+            spec.min_score_ratio = None
         if doc_ids is None and self.per_doc_share is not None:
             spec.per_doc = max(1, math.ceil(spec.k * self.per_doc_share))
         return self.run(spec)
 
     def _naming_terms(self, query: str, case_id: int, doc_id: str) -> frozenset[int]:
-        _, names = self._case_cards(int(case_id))
+        _, names, _ = self._case_cards(int(case_id))
         return frozenset(self.bm25.query(query).indices) & names.get(doc_id, frozenset())
 
     def _without_terms(self, query: str, terms: frozenset[int]) -> str:
@@ -348,7 +365,7 @@ class RetrievalEngine:
                 fused = fusion.convex(results, weights=self.fusion_weights)
             else:
                 fused = fusion.rrf(results, k=spec.rrf_k, weights=spec.rrf_weights)
-            fused = fusion.cut(fused, self.min_score_ratio, keep=self.min_results)
+            fused = fusion.cut(fused, spec.min_score_ratio, keep=self.min_results)
         else:
             fused = fusion.ranked(results[0])
         # Payloads for a few more than k: enough for the per-document cap to

@@ -8,6 +8,14 @@ document record. A question is routed to a document when the question's terms
 match that card clearly better than any other card of the case (BM25 with IDF
 over the case's cards, so words every document shares weigh nothing). The
 engine then searches only that document, inside Qdrant's filter.
+
+Filings are named by their role more often than by their title: "according
+to the complaint", "what did the witness testify", "why did the court ...",
+"which defense ...". A question that names no document by its words is
+therefore also routed by role (:func:`role_route`): the role words map to the
+document type a filing's title opens with (Complaint, Answer, Motion, Order,
+Deposition, ...), and a case with exactly one document of that type gets the
+question.
 """
 
 from __future__ import annotations
@@ -65,6 +73,74 @@ _GENERIC_SHORT_NAMES = {
     "Discloser", "Recipient", "Disclosing", "Receiving", "Client", "Provider", "Consultant",
     "Distributor", "Premises", "Lease", "Commencement", "Contract", "Opportunity", "Project",
 }  # fmt: skip
+
+
+#: Document types a title opens with (after "Defendant's", "Summons and", ...).
+DOC_TYPES = frozenset(
+    {
+        "complaint", "answer", "motion", "brief", "memorandum", "order", "decision",
+        "opinion", "judgment", "deposition", "transcript", "declaration", "affidavit",
+        "exhibit",
+    }
+)  # fmt: skip
+
+#: Words in a question that name a filing by its role -> the types that play it.
+_ROLES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (
+        re.compile(r"\b(?:witness\w*|testif\w*|testimony|deposition|deposed)\b", re.I),
+        frozenset({"deposition", "transcript", "declaration", "affidavit"}),
+    ),
+    (
+        re.compile(r"\b(?:judge|court)\b", re.I),
+        frozenset({"order", "decision", "opinion", "judgment"}),
+    ),
+    (
+        re.compile(
+            r"\b(?:defen[cs]es?)\b|\bdefendant'?s?\s+(?:response|answer|reply)\b"
+            r"|\b(?:response|answer)\s+to\s+the\s+complaint\b",
+            re.I,
+        ),
+        frozenset({"answer"}),
+    ),
+    (re.compile(r"\bbrief\b", re.I), frozenset({"motion", "brief", "memorandum"})),
+    # "the complaint" as the source ("according to the complaint"), not a topic
+    # ("may Northgate file an amended complaint?").
+    (
+        re.compile(
+            r"\b(?:according to|as alleged in|as stated in|in|under|per)\s+the\s+complaint\b"
+            r"|\bthe\s+complaint\s+(?:alleges?|says?|states?|claims?|asserts?)\b|\bas alleged\b",
+            re.I,
+        ),
+        frozenset({"complaint"}),
+    ),
+)
+
+
+def doc_type(title: str) -> str | None:
+    """The type a title opens with ("Defendant's Motion for ..." -> "motion"), if any."""
+    for word in re.findall(r"[A-Za-z]+", title.lower())[:6]:
+        if word in DOC_TYPES:
+            return word
+    return None
+
+
+def role_route(question: str, types: dict[str, str | None]) -> tuple[str, str] | None:
+    """The one document whose type the question's role words name, and those words.
+
+    ``types`` maps each document of the case to its type (:func:`doc_type`).
+    The words are returned so that the search inside the document can leave
+    them out: "complaint" says which document, not what is in it.
+    """
+    wanted: set[str] = set()
+    words: list[str] = []
+    for pattern, roles in _ROLES:
+        for match in pattern.finditer(question):
+            wanted |= roles
+            words.append(match.group(0))
+    if not wanted:
+        return None
+    matches = [doc_id for doc_id, kind in types.items() if kind in wanted]
+    return (matches[0], " ".join(words)) if len(matches) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ class QuerySpec:
     doc_ids: list[str] | None = None
     #: At most this many hits of one document (None: no cap).
     per_doc: int | None = None
+    #: Drop hybrid hits under this share of the best fused score (None: keep k).
+    min_score_ratio: float | None = None
 
 
 #: One candidate of an arm: (point id, score).

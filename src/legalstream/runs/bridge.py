@@ -4,6 +4,10 @@ Bounded and lossless: the worker thread takes a slot before it hands an event
 over, and the slot comes back once the event is published. When the loop or
 the bus falls behind, the *worker* waits, never the loop. A burst of events
 costs the loop one wake-up, not one per event.
+
+When the run manager ends a run without its thread (the thread is stuck past
+the cancel grace), it abandons the bridge (:meth:`~ThreadBridge.abandon`): from then on
+whatever the thread emits is dropped at once, without waiting for a slot.
 """
 
 from __future__ import annotations
@@ -58,16 +62,38 @@ class ThreadBridge:
         self._pending: list[Event] = []
         #: The publisher task's inbox, on a bus that must await (see RunManager).
         self.inbox: MemoryObjectSendStream[tuple[list[Event], int]] | None = None
+        #: The worker thread running the run (set when it starts), and whether it returned.
+        self.thread: threading.Thread | None = None
+        self.thread_done = False
+        self._abandoned = False
+        self._final_handed = False
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
 
     def emit_from_thread(self, event: Event) -> None:
         with self._lock:
-            while self._in_flight >= self._slots:
+            while self._in_flight >= self._slots and not self._abandoned:
                 self._room.wait()
+            if self._abandoned:
+                return  # the run was ended without this thread
+            if event.is_final:
+                self._final_handed = True
             self._in_flight += 1
             self._pending.append(event)
             if len(self._pending) > 1:
                 return
         self._loop.call_soon_threadsafe(self._flush)
+
+    def abandon(self) -> tuple[list[Event], bool]:
+        """Stop taking the thread's events (on the loop): its pending events, and whether
+        one of the events it handed over was its final one."""
+        with self._lock:
+            self._abandoned = True
+            batch, self._pending = self._pending, []
+            self._room.notify_all()
+            return batch, self._final_handed
 
     def _flush(self) -> None:
         with self._lock:

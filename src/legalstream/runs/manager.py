@@ -10,6 +10,16 @@ On the in-process bus the loop callback publishes the batch itself: a run
 costs no task on the event loop, only a queued job for the run threads and
 one callback per burst of events. A bus that must await (Redis) gets one
 publisher task per run instead, fed by the same callback.
+
+Every run ends with exactly one final frame, whatever its thread does. A
+cancel (client, disconnect, shutdown) or the run's timeout sets its
+:class:`~legalstream.agent.api.Cancellation` (the runner then cuts its
+provider request off) and gives the thread ``runs.cancel_grace_seconds`` to
+end the run; a thread that has not by then is stuck in a library call, and
+the manager ends the run itself from the event loop: it publishes the final
+frame (code ``cancelled`` or ``timeout``), drops whatever that thread emits
+later, frees the run's place and per-user count, and writes the thread off
+(:meth:`RunThreads.abandon`: a replacement thread takes its place, bounded).
 """
 
 from __future__ import annotations
@@ -27,10 +37,18 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from legalstream.agent.api import AgentRunner, RunCancelled, RunFailed, RunOutcome, RunRequest
+from legalstream.agent.api import (
+    AgentRunner,
+    Cancellation,
+    CheckingRunner,
+    RunCancelled,
+    RunFailed,
+    RunOutcome,
+    RunRequest,
+)
 from legalstream.audit import audit_line
 from legalstream.bus.base import Bus, RunRecord, run_topic
-from legalstream.events import ErrorCode, Event, EventType, FinalAnswer, RunFailure
+from legalstream.events import ErrorCode, Event, EventType, FinalAnswer, Grounding, RunFailure
 from legalstream.runs.bridge import REMOTE_BRIDGE_SLOTS, ThreadBridge
 from legalstream.runs.ids import RunIds
 from legalstream.runs.threads import RunThreads
@@ -51,8 +69,13 @@ class Run:
     request: RunRequest
     connection_id: str | None
     started_at: float = field(default_factory=time.time)
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: Cancellation = field(default_factory=Cancellation)
     cancel_reason: str | None = None
+    #: The final code a cancel gives: ``cancelled``, or ``timeout`` for the watchdog's.
+    cancel_code: str = ErrorCode.CANCELLED.value
+    #: Ends the run from the loop if its thread has not within the cancel grace.
+    force_handle: asyncio.TimerHandle | None = None
+    bridge: ThreadBridge | None = None
     status: str = "running"
     seq: int = 0
     final: Event | None = None
@@ -117,7 +140,9 @@ class RunManager:
         self._runner: AgentRunner | None = None
         self._runner_lock = threading.Lock()
         self._settings = settings
-        self._threads = RunThreads(settings.max_concurrent)
+        self._threads = RunThreads(
+            settings.max_concurrent, max_abandoned=settings.max_stuck_threads
+        )
         #: Runs holding one of the max_concurrent places: from being handed to a
         #: thread until their final event is published.
         self._admitted = 0
@@ -171,6 +196,21 @@ class RunManager:
     def active(self) -> int:
         return len(self._runs)
 
+    @property
+    def threads(self) -> RunThreads:
+        """The run threads (``/metrics`` reads the stuck and abandoned counts)."""
+        return self._threads
+
+    def runner_problem(self) -> str | None:
+        """Why the built agent runner cannot work (``/ready``), or None."""
+        runner = self._runner
+        if isinstance(runner, CheckingRunner):
+            try:
+                return runner.problem()
+            except Exception as exc:  # a broken check must not break /ready
+                return f"{type(exc).__name__}: {exc}"
+        return None
+
     def active_for(self, user: str) -> int:
         """Runs of one user going in this process (per-user concurrency limit)."""
         return self._per_user.get(user, 0)
@@ -217,15 +257,18 @@ class RunManager:
             self._number(run, run.opening)
             bridge = ThreadBridge(loop, run, self._to_publisher, REMOTE_BRIDGE_SLOTS)
             send, receive = anyio.create_memory_object_stream[tuple[list[Event], int]](
-                REMOTE_BRIDGE_SLOTS
+                REMOTE_BRIDGE_SLOTS + 1
             )
             bridge.inbox = send
             self._tg.start_soon(self._publisher, bridge, receive)
+        run.bridge = bridge
         self._runs[run_id] = run
         self._per_user[user] = self._per_user.get(user, 0) + 1
         self.started += 1
         timeout = self._settings.timeout_seconds
-        run.watchdog = loop.call_later(timeout, self.cancel, run_id, f"run exceeded {timeout:g}s")
+        run.watchdog = loop.call_later(
+            timeout, self.cancel, run_id, f"run exceeded {timeout:g} s", ErrorCode.TIMEOUT
+        )
         self._waiting.append(bridge)
         self._admit()
         return run
@@ -255,6 +298,9 @@ class RunManager:
         """A run, in its worker thread, from the first step to its final event."""
         run = bridge.run
         req = run.request
+        if bridge.abandoned:  # ended by the manager while it waited for a thread
+            return
+        bridge.thread = threading.current_thread()
 
         def emit(type_: EventType, **fields: Any) -> None:
             bridge.emit_from_thread(self._event(run, type_, **fields))
@@ -265,18 +311,14 @@ class RunManager:
             # The first run builds the runner (imports CrewAI: seconds), once.
             runner = self._runner or self.runner()
             outcome: RunOutcome = runner.run(req, emit, run.cancelled)
-            final = self._event(
-                run,
-                EventType.AGENT_EXECUTION_COMPLETE,
-                action="final_answer",
-                output_data=FinalAnswer(outcome.answer, outcome.citations).to_payload(),
-                metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
-            )
+            if run.cancelled.is_set():
+                raise RunCancelled
+            final = self._final_answer(run, outcome)
         except RunCancelled:
-            final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason)
+            final = self._final_error(run, run.cancel_code, run.cancel_reason)
         except RunFailed as exc:
             if run.cancelled.is_set():
-                final = self._final_error(run, ErrorCode.CANCELLED, run.cancel_reason)
+                final = self._final_error(run, run.cancel_code, run.cancel_reason)
             else:
                 final = self._final_error(run, exc.code, exc.message)
         except Exception as exc:
@@ -286,6 +328,45 @@ class RunManager:
             bridge.emit_from_thread(final)
         except RuntimeError:  # the event loop is gone (the process is exiting)
             pass
+        finally:
+            bridge.thread_done = True
+
+    def _final_answer(self, run: Run, outcome: RunOutcome) -> Event:
+        """The final frame of a run that answered: complete, or the draft of a failed check."""
+        req = run.request
+        answer = FinalAnswer(outcome.answer, outcome.citations, outcome.grounding).to_payload()
+        code = outcome.failure_code
+        if code is None:
+            return self._event(
+                run,
+                EventType.AGENT_EXECUTION_COMPLETE,
+                action="final_answer",
+                output_data=answer,
+                metadata={"query": req.query, "case_id": req.case_id, **outcome.metadata},
+            )
+        check = Grounding.from_payload(outcome.grounding)
+        if code is ErrorCode.TRUNCATED_ANSWER:
+            message = (
+                "The answer was cut off at the model's token limit; it is delivered as an "
+                "unverified draft in output_data."
+            )
+        else:
+            message = (
+                f"The answer could not be verified against the case documents ({check.summary()});"
+                " it is delivered as an unverified draft in output_data."
+            )
+        return self._event(
+            run,
+            EventType.AGENT_EXECUTION_ERROR,
+            action="final_answer",
+            output_data=answer,
+            error=message,
+            metadata={
+                **RunFailure(req.query, req.case_id, str(code)).to_payload(),
+                **{k: v for k, v in outcome.metadata.items() if k not in ("query", "case_id")},
+            },
+            code=str(code),
+        )
 
     def _final_error(self, run: Run, code: str, message: str | None) -> Event:
         req = run.request
@@ -324,16 +405,20 @@ class RunManager:
         run.final = final
         if final.type is EventType.AGENT_EXECUTION_COMPLETE:
             run.status = "complete"
-            cited = FinalAnswer.from_payload(final.output_data).cited()
-            run.cited_doc_ids = sorted({c.doc_id for c in cited if c.doc_id})
         elif final.code == ErrorCode.CANCELLED:
             run.status = "cancelled"
         else:
             run.status = "error"
+        if final.output_data:  # an answer, or the draft of one that failed its check
+            cited = FinalAnswer.from_payload(final.output_data).cited()
+            run.cited_doc_ids = sorted({c.doc_id for c in cited if c.doc_id})
 
     def _publish_now(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
         """In-process bus: number and publish a batch from the bridge's loop callback."""
         run = bridge.run
+        if run.published_final:  # a written-off thread's late batch
+            bridge.release(from_thread)
+            return
         final = self._number(run, events)
         topic = run_topic(run.run_id)
         try:
@@ -351,7 +436,8 @@ class RunManager:
 
     def _to_publisher(self, bridge: ThreadBridge, events: list[Event], from_thread: int) -> None:
         # Never blocks: each batch holds at least one of the bridge's slots, and
-        # the inbox has room for as many batches as there are slots.
+        # the inbox has room for as many batches as there are slots, plus the
+        # one batch the manager may add when it ends a run itself.
         assert bridge.inbox is not None
         bridge.inbox.send_nowait((events, from_thread))
 
@@ -393,11 +479,15 @@ class RunManager:
                 self._finish(run)
 
     def _finish(self, run: Run) -> None:
+        if run._finished:
+            return
         if run._admitted:
             run._admitted = False
             self._admitted -= 1
             self._admit()
-        for handle in (run.grace_handle, run.watchdog):
+        elif run.bridge is not None and run.bridge in self._waiting:
+            self._waiting.remove(run.bridge)  # ended before it got a thread
+        for handle in (run.grace_handle, run.watchdog, run.force_handle):
             if handle is not None:
                 handle.cancel()
         if self._runs.pop(run.run_id, None) is not None:
@@ -447,8 +537,16 @@ class RunManager:
 
     # -- cancelling and following -------------------------------------------
 
-    def cancel(self, run_id: str, reason: str = "cancelled by client") -> bool:
-        """Ask a run to stop; its thread notices before its next LLM/tool call."""
+    def cancel(
+        self,
+        run_id: str,
+        reason: str = "cancelled by client",
+        code: str = ErrorCode.CANCELLED.value,
+    ) -> bool:
+        """Stop a run: its runner aborts what it waits for; its final frame comes within the grace.
+
+        ``code`` is the final frame's code: ``cancelled``, or ``timeout`` (the watchdog's).
+        """
         run = self._runs.get(run_id)
         if run is None:
             return self._control.send("cancel", run_id, reason)
@@ -456,8 +554,41 @@ class RunManager:
             return False
         if not run.cancelled.is_set():
             run.cancel_reason = reason
+            run.cancel_code = str(code)
             run.cancelled.set()
+            grace = max(0.0, self._settings.cancel_grace_seconds)
+            loop = asyncio.get_running_loop()
+            run.force_handle = loop.call_later(grace, self._end_stuck_run, run)
         return True
+
+    def _end_stuck_run(self, run: Run) -> None:
+        """A cancelled run whose thread did not end it in time: end it here, on the loop."""
+        bridge = run.bridge
+        if run.final is not None or run._finished or bridge is None:
+            return
+        pending, final_handed = bridge.abandon()
+        events = list(pending)
+        if not final_handed:  # else its own final frame is among the pending events
+            thread = bridge.thread
+            if thread is not None and thread.is_alive() and not bridge.thread_done:
+                written_off = self._threads.abandon(thread)
+                log.warning(
+                    "run %s: its thread %s did not end within %.1f s of the %s; the run is "
+                    "ended without it%s",
+                    run.run_id,
+                    thread.name,
+                    self._settings.cancel_grace_seconds,
+                    run.cancel_code,
+                    "" if written_off else " (stuck-thread limit reached: no replacement)",
+                )
+            events.append(self._final_error(run, run.cancel_code, run.cancel_reason))
+        if not events:
+            return
+        if self._inline:
+            self._publish_now(bridge, events, len(pending))
+        else:
+            assert bridge.inbox is not None
+            bridge.inbox.send_nowait((events, len(pending)))
 
     def attach(self, run_id: str) -> None:
         run = self._runs.get(run_id)

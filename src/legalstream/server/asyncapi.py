@@ -37,8 +37,8 @@ FRAME_DESCRIPTIONS: dict[EventType, str] = {
     EventType.CONNECTION_ESTABLISHED: "First frame of every connection; carries connection_id.",
     EventType.QUERY_RECEIVED: "A query was accepted: seq 1 of its run, with the new run_id.",
     EventType.AGENT_EXECUTION_START: "The run started (seq 2).",
-    EventType.AGENT_EXECUTION_COMPLETE: "Final frame of a run that answered: output_data.answer and .citations.",
-    EventType.AGENT_EXECUTION_ERROR: "Final frame of a run that failed or was cancelled; code says why.",
+    EventType.AGENT_EXECUTION_COMPLETE: "Final frame of a run that answered with a grounded answer: output_data.answer, .citations (sentence-level) and .grounding.",
+    EventType.AGENT_EXECUTION_ERROR: "Final frame of a run that failed, was cancelled or timed out; code says why. With code ungrounded_answer or truncated_answer, output_data carries the answer as an unverified draft (answer, citations, grounding).",
     EventType.AGENT_START: "The agent started working on the question.",
     EventType.AGENT_ACTION: "A thought with a tool choice (input_data: the tool's arguments).",
     EventType.AGENT_OBSERVATION: "A tool's result fed back to the agent.",
@@ -220,8 +220,18 @@ def _frame_message(kind: EventType) -> dict[str, Any]:
             "properties": {
                 "answer": {"type": "string"},
                 "citations": {"type": "array", "items": _CITATION},
+                "grounding": _GROUNDING,
             },
             "required": ["answer", "citations"],
+        }
+    if kind is EventType.AGENT_EXECUTION_ERROR:
+        properties["output_data"] = {
+            "type": ["object", "null"],
+            "properties": {
+                "answer": {"type": "string"},
+                "citations": {"type": "array", "items": _CITATION},
+                "grounding": _GROUNDING,
+            },
         }
     if kind is EventType.LLM_STREAM_CHUNK:
         properties["output_data"] = {
@@ -284,7 +294,43 @@ _CITATION = {
         "quote": {"type": "string"},
         "score": {"type": ["number", "null"]},
         "marker": {"type": "integer"},
+        "passage": {"type": "string"},
+        "passage_start": {"type": "integer"},
+        "passage_end": {"type": "integer"},
     },
+}
+
+_GROUNDING = {
+    "type": "object",
+    "properties": {
+        "grounded": {"type": "boolean"},
+        "statements": {"type": "integer", "minimum": 0},
+        "supported": {"type": "integer", "minimum": 0},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {
+                        "enum": [
+                            "no_retrieval",
+                            "no_citation",
+                            "unknown_marker",
+                            "unsupported",
+                            "uncited",
+                            "truncated",
+                        ]
+                    },
+                    "statement": {"type": ["string", "null"]},
+                    "marker": {"type": ["integer", "null"]},
+                },
+                "required": ["kind"],
+            },
+        },
+        "retried": {"type": "boolean"},
+        "finish_reason": {"type": ["string", "null"]},
+    },
+    "required": ["grounded", "problems"],
 }
 
 

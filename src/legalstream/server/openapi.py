@@ -173,7 +173,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                 "responses": {
                     **_ok({"$ref": "#/components/schemas/Readiness"}),
                     "503": {
-                        "description": "Starting, stopping or failed.",
+                        "description": "Starting, stopping, failed, or an LLM setting that cannot work.",
                         "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Readiness"}}},
                     },
                 },
@@ -362,13 +362,22 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                         "status": {"type": "string"},
                         "error": {"type": ["string", "null"]},
                         "code": {"type": ["string", "null"]},
+                        "draft": {
+                            "type": "object",
+                            "description": (
+                                "With code `ungrounded_answer` or `truncated_answer`: the "
+                                "unverified answer `{answer, citations, grounding}`"
+                            ),
+                        },
                     },
                     "required": ["run_id", "status"],
                 },
                 "Readiness": {
                     "type": "object",
                     "properties": {
-                        "status": {"enum": ["ready", "starting", "stopping", "failed"]},
+                        "status": {
+                            "enum": ["ready", "starting", "stopping", "failed", "misconfigured"]
+                        },
                         "error": {"type": "string"},
                     },
                     "required": ["status"],

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from legalstream.bus.base import BROADCAST, UnknownTopic, run_topic
-from legalstream.events import ErrorCode, Event, EventType, FinalAnswer
+from legalstream.events import UNVERIFIED_CODES, ErrorCode, Event, EventType, FinalAnswer
 from legalstream.server.admission import (
     authorize_query,
     charge_history,
@@ -108,6 +108,11 @@ async def ready(request: Request) -> Response:
         return ORJSONResponse(
             {"status": "starting" if not svc.shutting_down else "stopping"}, status_code=503
         )
+    # A configuration no query can succeed with (a provider without its API key)
+    # is not ready: say why, rather than fail every query.
+    problem = svc.runs.runner_problem()
+    if problem is not None:
+        return ORJSONResponse({"status": "misconfigured", "error": problem}, status_code=503)
     return ORJSONResponse({"status": "ready"})
 
 
@@ -133,6 +138,10 @@ async def query(request: Request) -> Response:
         body.update(FinalAnswer.from_payload(final.output_data).to_payload())
         return ORJSONResponse(body)
     body.update({"error": final.error, "code": final.code})
+    if final.code in UNVERIFIED_CODES and isinstance(final.output_data, dict):
+        # The answer exists but did not pass its check: the client gets it
+        # marked as a draft, never in the fields a verified answer uses.
+        body["draft"] = FinalAnswer.from_payload(final.output_data).to_payload()
     return ORJSONResponse(body, status_code=499 if run.status == "cancelled" else 502)
 
 

@@ -1,5 +1,5 @@
 // The live web view: pick a case, ask, watch the agent work. Uses legalstream.js.
-import { LegalAgentWebSocket, RunError, ConnectionLostError } from "./legalstream.js";
+import { LegalAgentWebSocket, RunError, ConnectionLostError, UNVERIFIED_CODES } from "./legalstream.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -18,6 +18,7 @@ const els = {
   alertText: $("alert-text"),
   alertRetry: $("alert-retry"),
   answer: $("answer"),
+  unverified: $("unverified"),
   runState: $("run-state"),
   runMeta: $("run-meta"),
   citations: $("citations"),
@@ -344,8 +345,14 @@ class Timeline {
         this.add("run", "✓", "Answer ready", `${(out.citations || []).length} citations`, e);
         break;
       case "agent_execution_error": {
-        const cancelled = (e.code || meta.code) === "cancelled";
-        this.add("error", cancelled ? "■" : "!", cancelled ? "Cancelled" : "Run failed", e.error, e, "error");
+        const code = e.code || meta.code;
+        if (UNVERIFIED_CODES.has(code)) {
+          this.add("error", "?", "Answer not verified", e.error, e, "error");
+          break;
+        }
+        const cancelled = code === "cancelled";
+        const label = cancelled ? "Cancelled" : code === "timeout" ? "Timed out" : "Run failed";
+        this.add("error", cancelled ? "■" : "!", label, e.error, e, "error");
         break;
       }
       default:
@@ -436,6 +443,61 @@ function quoteBlock(quote) {
   return el("div", {}, block, toggle);
 }
 
+/** The passage a citation's sentence(s) come from, the quoted span marked. */
+function passageBlock(c) {
+  if (!c.passage || c.passage_start == null) return null;
+  const start = c.char_start - c.passage_start;
+  const end = c.char_end - c.passage_start;
+  if (start < 0 || end > c.passage.length || start >= end) return null;
+  const block = el("div", { class: "passage" });
+  block.append(c.passage.slice(0, start), el("mark", { text: c.passage.slice(start, end) }), c.passage.slice(end));
+  block.hidden = true;
+  const toggle = el("button", { type: "button", class: "link-button more", "aria-expanded": "false", text: "Show the passage" });
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") === "true";
+    block.hidden = open;
+    toggle.setAttribute("aria-expanded", String(!open));
+    toggle.textContent = open ? "Show the passage" : "Hide the passage";
+  });
+  return el("div", {}, toggle, block);
+}
+
+/** The warning above an answer that failed its check (null: hide it). */
+function showUnverified(code, grounding) {
+  if (!code) {
+    els.unverified.hidden = true;
+    els.unverified.replaceChildren();
+    els.answer.classList.remove("unverified-answer");
+    return;
+  }
+  const problems = (grounding?.problems || []).filter((p) => p.kind !== "no_citation");
+  const why =
+    code === "truncated_answer"
+      ? "The answer was cut off at the model's token limit."
+      : "It could not be matched to the case documents: " +
+        (problems.length
+          ? problems
+              .slice(0, 3)
+              .map((p) =>
+                p.kind === "unknown_marker"
+                  ? `[${p.marker}] is not a retrieved passage`
+                  : p.kind === "unsupported"
+                    ? `passage [${p.marker}] does not say “${(p.statement || "").slice(0, 80)}”`
+                    : p.kind === "uncited"
+                      ? `“${(p.statement || "").slice(0, 80)}” cites nothing`
+                      : p.kind.replace(/_/g, " "),
+              )
+              .join("; ")
+          : "it cites no retrieved passage") +
+        ".";
+  els.unverified.replaceChildren(
+    el("strong", { text: "Unverified answer — do not rely on it without checking the sources." }),
+    document.createTextNode(`${why}${grounding?.retried ? " One corrective retry did not fix it." : ""}`),
+  );
+  els.unverified.hidden = false;
+  els.answer.classList.add("unverified-answer");
+}
+
 function renderCitations(citations) {
   els.citations.replaceChildren();
   els.citationCount.textContent = citations.length ? `(${citations.length})` : "";
@@ -456,6 +518,7 @@ function renderCitations(citations) {
           where ? el("span", { class: "cite-where", text: where }) : null,
         ),
         quoteBlock(c.quote || ""),
+        passageBlock(c),
         el("div", { class: "cite-doc", text: `${c.doc_id}${c.char_start != null ? ` · chars ${c.char_start}–${c.char_end}` : ""}` }),
       ),
     );
@@ -504,6 +567,7 @@ async function ask() {
   els.alert.hidden = true;
   timeline.reset();
   answerView.reset();
+  showUnverified(null);
   renderCitations([]);
   els.citationsEmpty.textContent = "Sources will be listed when the answer is complete.";
   setBusy(true);
@@ -527,11 +591,22 @@ async function ask() {
     const meta = result.metadata || {};
     const bits = [`${((performance.now() - started) / 1000).toFixed(2)} s`, `${run.events.length} events`];
     if (meta.model) bits.push(String(meta.model));
+    if (result.grounding) bits.push(`grounded: ${result.grounding.supported} of ${result.grounding.statements} statements supported`);
     els.runMeta.textContent = bits.join(" · ");
   } catch (err) {
     if (current !== run) return;
+    if (err instanceof RunError && err.draft) {
+      // Delivered, clearly marked, never passed off as verified.
+      answerView.final(err.draft.answer);
+      renderCitations(err.draft.citations);
+      showUnverified(err.code, err.draft.grounding);
+      els.runState.textContent = "Unverified";
+      els.runState.dataset.kind = "unverified";
+      return;
+    }
     const cancelled = err instanceof RunError && err.code === "cancelled";
-    els.runState.textContent = cancelled ? "Cancelled" : "Failed";
+    const timedOut = err instanceof RunError && err.code === "timeout";
+    els.runState.textContent = cancelled ? "Cancelled" : timedOut ? "Timed out" : "Failed";
     els.runState.dataset.kind = "error";
     answerView.stop(cancelled ? "Cancelled before an answer was written." : "No answer.");
     if (cancelled) showAlert("The question was cancelled. You can ask it again.", "cancelled");

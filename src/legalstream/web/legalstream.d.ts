@@ -49,9 +49,12 @@ export type ErrorCode =
   | "forbidden_case"
   | "token_expired"
   | "cancelled"
+  | "timeout"
   | "agent_failed"
   | "llm_failed"
   | "retrieval_failed"
+  | "ungrounded_answer"
+  | "truncated_answer"
   | "run_not_finished"
   | "history_lost"
   | "worker_lost"
@@ -91,12 +94,48 @@ export interface Citation {
   score: number;
   /** The [n] marker the answer uses, when the agent numbered its sources. */
   marker?: number;
+  /** On a final answer's citation: the retrieved passage the quoted sentence(s) come from,
+   * the source text [passage_start:passage_end]. */
+  passage?: string;
+  passage_start?: number;
+  passage_end?: number;
 }
+
+/** One thing the grounding check found wrong with an answer. */
+export interface GroundingProblem {
+  kind: "no_retrieval" | "no_citation" | "unknown_marker" | "unsupported" | "uncited" | "truncated";
+  statement: string | null;
+  marker: number | null;
+}
+
+/** The grounding check of an answer (output_data.grounding of a final frame). */
+export interface Grounding {
+  /** Every statement cites a passage of this run that supports it, and nothing was cut off. */
+  grounded: boolean;
+  statements: number;
+  supported: number;
+  problems: GroundingProblem[];
+  /** One corrective retry was made. */
+  retried: boolean;
+  finish_reason: string | null;
+}
+
+/** An answer that failed its check (code ungrounded_answer / truncated_answer): show it as unverified. */
+export interface UnverifiedDraft {
+  answer: string;
+  citations: Citation[];
+  grounding: Grounding | null;
+}
+
+/** Codes of an agent_execution_error that still carries the answer, as an unverified draft. */
+export declare const UNVERIFIED_CODES: ReadonlySet<ErrorCode>;
 
 export interface RunResult {
   runId: string;
   answer: string;
   citations: Citation[];
+  /** The grounding check (null from a server that sends none). */
+  grounding: Grounding | null;
   metadata: Record<string, unknown>;
   /** The agent_execution_complete frame. */
   event: LegalStreamEvent;
@@ -157,6 +196,8 @@ export class RunError extends Error {
   readonly code: string | null;
   readonly event: LegalStreamEvent | null;
   readonly runId: string | null;
+  /** With code ungrounded_answer or truncated_answer: the answer, to show as unverified. */
+  readonly draft: UnverifiedDraft | null;
 }
 
 export class ConnectionLostError extends Error {}

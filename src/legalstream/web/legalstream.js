@@ -16,6 +16,8 @@
 // Frame types and codes are the protocol's (src/legalstream/events.py);
 // tests/test_wire_vocabulary.py checks every one this file uses against it.
 const FINAL_TYPES = new Set(["agent_execution_complete", "agent_execution_error"]);
+/** Codes of an agent_execution_error that still carries the answer, as an unverified draft. */
+export const UNVERIFIED_CODES = new Set(["ungrounded_answer", "truncated_answer"]);
 const SUBPROTOCOL = "legalstream.v1";
 /** Close codes after which a reconnect cannot help (policy violation, frame too big). */
 const FATAL_CLOSE = new Set([1008, 1009]);
@@ -28,6 +30,12 @@ export class RunError extends Error {
     this.code = code ?? null;
     this.event = event;
     this.runId = event?.run_id ?? null;
+    // An answer that failed its grounding check is still delivered: show it as unverified.
+    const out = event?.output_data;
+    this.draft =
+      UNVERIFIED_CODES.has(this.code) && out && typeof out.answer === "string"
+        ? { answer: out.answer, citations: out.citations ?? [], grounding: out.grounding ?? null }
+        : null;
   }
 }
 
@@ -161,6 +169,7 @@ export class RunHandle {
         runId: frame.run_id,
         answer: out.answer ?? "",
         citations: out.citations ?? [],
+        grounding: out.grounding ?? null,
         metadata: frame.metadata ?? {},
         event: frame,
       });

@@ -9,8 +9,11 @@ between runs.
 The mapping (docs/agui.md has the table and the ``CUSTOM`` event schemas):
 
 * ``query_received`` → ``RUN_STARTED``; the final frame → ``RUN_FINISHED``
-  (``result: {answer, citations}``, token ``usage`` per model) or
-  ``RUN_ERROR`` (``code`` is the run's error code);
+  (``result: {answer, citations, grounding}``, token ``usage`` per model) or
+  ``RUN_ERROR`` (``code`` is the run's error code; an answer that failed its
+  grounding check, codes ``ungrounded_answer`` / ``truncated_answer``, comes
+  as ``metadata: {answer, citations, grounding, unverified: true}`` after a
+  ``legalstream.citations`` event marked ``unverified``);
 * ``agent_start``/``agent_end``, each LLM call and each retrieval →
   ``STEP_STARTED``/``STEP_FINISHED``;
 * ``thinking_start``/``thinking_end`` → ``REASONING_START``/``REASONING_END``;
@@ -53,7 +56,7 @@ from ag_ui.core import (
     ToolCallStartEvent,
 )
 
-from legalstream.events import Event, EventType
+from legalstream.events import UNVERIFIED_CODES, Event, EventType, FinalAnswer
 
 #: Where an LLM call's reasoning ends and its answer begins (the ReAct format
 #: CrewAI asks the model for).
@@ -146,6 +149,9 @@ class AguiTranslator:
                 TextMessageEndEvent(message_id=message_id, timestamp=ts),
             ]
         out.append(CustomEvent(name=CITATIONS_EVENT, value={"citations": citations}, timestamp=ts))
+        result: dict[str, Any] = {"answer": answer, "citations": citations}
+        if isinstance(output.get("grounding"), dict):
+            result["grounding"] = output["grounding"]
         usage = [
             TokenUsage(model=model, input_tokens=i, output_tokens=o, total_tokens=t)
             for model, (i, o, t) in self._usage.items()
@@ -154,7 +160,7 @@ class AguiTranslator:
             RunFinishedEvent(
                 thread_id=self.thread_id,
                 run_id=self.run_id,
-                result={"answer": answer, "citations": citations},
+                result=result,
                 outcome=RunFinishedSuccessOutcome(),
                 usage=usage or None,
                 timestamp=ts,
@@ -166,7 +172,21 @@ class AguiTranslator:
     def _error(self, event: Event, ts: int) -> list[BaseEvent]:
         self.ended = True
         code = event.code or (event.metadata or {}).get("code") or "agent_failed"
-        return [RunErrorEvent(message=event.error or "run failed", code=str(code), timestamp=ts)]
+        message = event.error or "run failed"
+        if code not in UNVERIFIED_CODES or not isinstance(event.output_data, dict):
+            return [RunErrorEvent(message=message, code=str(code), timestamp=ts)]
+        # An answer that failed its grounding check: delivered, marked unverified.
+        draft = {**FinalAnswer.from_payload(event.output_data).to_payload(), "unverified": True}
+        out = self._close_everything(ts)
+        out.append(
+            CustomEvent(
+                name=CITATIONS_EVENT,
+                value={"citations": draft["citations"], "unverified": True},
+                timestamp=ts,
+            )
+        )
+        out.append(RunErrorEvent(message=message, code=str(code), metadata=draft, timestamp=ts))
+        return out
 
     def _resume_failed(self, event: Event, ts: int) -> list[BaseEvent]:
         self.ended = True
