@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,9 @@ class LlamaCppServer:
         self.ctx_per_slot = ctx_per_slot
         self.threads = threads
         self.proc: subprocess.Popen[bytes] | None = None
+        # llama.cpp logs every request: into a file, never an unread pipe (a full
+        # pipe blocks the server's logging and with it the generation loop).
+        self._log: Any = None
 
     @property
     def url(self) -> str:
@@ -90,18 +94,14 @@ class LlamaCppServer:
             "--threads",
             str(self.threads),
         ]
+        self._log = tempfile.TemporaryFile(prefix="llamacpp-")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            cmd, stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = (
-                    self.proc.stderr.read().decode(errors="replace")[-2000:]
-                    if self.proc.stderr
-                    else ""
-                )
-                raise LlamaCppUnavailable(f"llama.cpp server exited: {err}")
+                raise LlamaCppUnavailable(f"llama.cpp server exited: {self.log_tail()}")
             try:
                 if self.get("/health").get("status") == "ok":
                     return self
@@ -110,6 +110,14 @@ class LlamaCppServer:
             time.sleep(0.2)
         self.stop()
         raise LlamaCppUnavailable("llama.cpp server did not become healthy in time")
+
+    def log_tail(self, size: int = 2000) -> str:
+        """The end of the server's log (its stderr)."""
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(0, self._log.tell() - size))
+        return self._log.read().decode(errors="replace")
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as response:
@@ -146,8 +154,9 @@ class LlamaCppServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         self.proc = None
 
 
