@@ -420,9 +420,8 @@ def test_browser_mounted_under_prefix(browser, mounted_server):
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
         options = page.locator("#case option").all_inner_texts()
         assert any(re.match(r"Case 1 · .+ · \d+ documents?$", o) for o in options), options
-        page.wait_for_selector(
-            "#documents .doc"
-        )  # the case's documents, from /legal/cases/1/documents
+        # The case's documents, from /legal/cases/1/documents.
+        page.wait_for_selector("#documents .doc")
         _watch_final(page)
         _ask(
             page,
