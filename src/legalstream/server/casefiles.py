@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
-from multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import MultipartParseError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
