@@ -24,7 +24,11 @@ export type EventType =
   | "thinking_end"
   | "broadcast"
   | "error"
-  | "resume_failed";
+  | "resume_failed"
+  // Case files: messages of GET /cases/{id}/documents/events (SSE), not WebSocket frames.
+  | "document_progress"
+  | "documents_changed"
+  | "ingest_job_done";
 
 /** The frames a run ends with: exactly one per run. */
 export type FinalEventType = "agent_execution_complete" | "agent_execution_error";
@@ -58,7 +62,16 @@ export type ErrorCode =
   | "run_not_finished"
   | "history_lost"
   | "worker_lost"
-  | "internal_error";
+  | "internal_error"
+  // Case files: HTTP replies (unknown_case also refuses a query).
+  | "unknown_case"
+  | "case_exists"
+  | "unknown_document"
+  | "file_too_large"
+  | "upload_too_large"
+  | "unsupported_type"
+  | "invalid_upload"
+  | "ingest_busy";
 
 /** Every server frame: the seed's event structure plus run_id, seq, connection_id. */
 export interface LegalStreamEvent {
