@@ -368,7 +368,6 @@ def mounted_server(request, mounted_data):
     settings = Settings(rag={"data_dir": mounted_data}, runs={"resume_grace_seconds": 10.0})
     make_host = _starlette_host if request.param == "starlette" else _fastapi_host
     with live_server(make_host(create_app(settings)), settings) as srv:
-        srv.host_kind = request.param
         yield srv
 
 
@@ -454,10 +453,9 @@ def _docx(path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
 def test_browser_case_files_upload_ask_and_read(browser, mounted_server, tmp_path):
     """New case, .docx upload with live progress, a question answered from it, the cited span."""
-    if mounted_server.host_kind != "starlette":
-        pytest.skip("the case-file flow runs once (under the Starlette mount)")
     context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
@@ -507,21 +505,20 @@ def test_browser_case_files_upload_ask_and_read(browser, mounted_server, tmp_pat
         assert page.locator("#reader-title").inner_text().strip()
         # Esc closes the reader.
         page.keyboard.press("Escape")
-        page.wait_for_selector("#reader:not([open])")
+        page.wait_for_function("!document.querySelector('#reader').open")
         # The close button too.
         page.locator("#citations .citation button.cite-title").first.click()
         page.wait_for_selector("#reader[open] .reader-text mark")
         page.get_by_role("button", name="Close the document").click()
-        page.wait_for_selector("#reader:not([open])")
+        page.wait_for_function("!document.querySelector('#reader').open")
         assert quote and not errors, errors
     finally:
         context.close()
 
 
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
 def test_browser_drop_upload_and_delete(browser, mounted_server):
     """A file dropped on the drop zone is ingested; deleting it (confirmed) removes it."""
-    if mounted_server.host_kind != "starlette":
-        pytest.skip("runs once (under the Starlette mount)")
     context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
@@ -554,10 +551,9 @@ def test_browser_drop_upload_and_delete(browser, mounted_server):
         context.close()
 
 
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
 def test_browser_reader_at_phone_width(browser, mounted_server):
     """375 px: nothing scrolls sideways, and the citation reader takes the whole screen."""
-    if mounted_server.host_kind != "starlette":
-        pytest.skip("runs once (under the Starlette mount)")
     phone = {"width": 375, "height": 740}
     context, page, errors = _mounted_page(browser, mounted_server, phone)
     try:
@@ -576,7 +572,7 @@ def test_browser_reader_at_phone_width(browser, mounted_server):
         assert page.evaluate("document.scrollingElement.scrollWidth") <= phone["width"]
         assert page.get_by_role("button", name="Close the document").is_visible()
         page.keyboard.press("Escape")
-        page.wait_for_selector("#reader:not([open])")
+        page.wait_for_function("!document.querySelector('#reader').open")
         assert not errors, errors
     finally:
         context.close()
