@@ -134,7 +134,9 @@ class SSE:
 
     def of_job(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
         with self._cond:
-            return [(k, e) for k, e in self.events if (e["output_data"] or {}).get("job_id") == job_id]
+            return [
+                (k, e) for k, e in self.events if (e["output_data"] or {}).get("job_id") == job_id
+            ]
 
     def close(self) -> None:
         self._client.close()
@@ -177,7 +179,11 @@ def test_create_upload_and_watch_it_live(srv, tmp_path):
         ]
         done = sse.wait_for("ingest_job_done", job["job_id"])["output_data"]
         assert (done["ingested"], done["failed"], done["case_id"]) == (1, 0, 41)
-        phases = [e["output_data"]["phase"] for k, e in sse.of_job(job["job_id"]) if k == "document_progress"]
+        phases = [
+            e["output_data"]["phase"]
+            for k, e in sse.of_job(job["job_id"])
+            if k == "document_progress"
+        ]
         assert phases[0] == "parsing" and phases[-1] == "done" and "embedding" in phases
         embedding = [
             e["output_data"]
@@ -201,7 +207,11 @@ def test_create_upload_and_watch_it_live(srv, tmp_path):
         done = sse.wait_for("ingest_job_done", job2)["output_data"]
         assert (done["ingested"], done["failed"]) == (2, 0), done
         files = {
-            (e["output_data"]["name"], e["output_data"]["file_index"], e["output_data"]["files_total"])
+            (
+                e["output_data"]["name"],
+                e["output_data"]["file_index"],
+                e["output_data"]["files_total"],
+            )
             for k, e in sse.of_job(job2)
             if k == "document_progress"
         }
@@ -294,7 +304,9 @@ async def test_unknown_case_over_websocket_and_post_query(srv):
         frame = await recv_json(ws)
         assert frame["type"] == "error" and frame["code"] == "unknown_case"
         assert frame["run_id"] is None
-    r = httpx.post(f"{srv.http}/query", json={"query": "Who signed?", "case_id": 777_777}, timeout=30)
+    r = httpx.post(
+        f"{srv.http}/query", json={"query": "Who signed?", "case_id": 777_777}, timeout=30
+    )
     assert (r.status_code, r.json()["code"]) == (404, "unknown_case")
     runs = httpx.get(f"{srv.http}/runs", params={"case_id": 777_777}, timeout=10).json()["runs"]
     assert runs == []
