@@ -31,6 +31,9 @@ from legalstream.events import Event, EventType
 
 log = logging.getLogger("legalstream.ingest")
 
+#: The engine's report timings an ``ingest_job_done`` carries (for the CLI's summary).
+TIMINGS = ("seconds", "parse_seconds", "embed_seconds", "index_seconds")
+
 #: Progress events waiting for the publisher; past it, progress (never a job's end) is dropped.
 OUTBOX = 1024
 
@@ -63,6 +66,8 @@ class IngestJob:
     #: Set to stop the job at its next progress report; the value says why.
     stop: threading.Event = field(default_factory=threading.Event)
     reason: str = "stopped"
+    #: The engine's timings, summed over the files: seconds, parse/embed/index_seconds.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def halt(self, reason: str) -> None:
         self.reason = reason
@@ -210,6 +215,8 @@ class IngestWorker:
                 }
                 self._from_thread(job, stopped)
                 continue
+            for key in TIMINGS:
+                job.timings[key] = job.timings.get(key, 0.0) + float(getattr(report, key, 0.0))
             for f in report.files:
                 results.append(
                     {
@@ -218,6 +225,8 @@ class IngestWorker:
                         "status": f.status,
                         "chunks": f.chunks,
                         "error": f.error,
+                        "warnings": list(f.warnings),
+                        "note": f.note,
                     }
                 )
         return results
@@ -258,6 +267,7 @@ class IngestWorker:
             "case_id": job.case_id,
             **counts,
             "files": results,
+            **{key: round(job.timings.get(key, 0.0), 3) for key in TIMINGS},
             "finished_at": time.time(),
         }
         await self._send(case_event(EventType.INGEST_JOB_DONE, job.case_id, done))
@@ -270,4 +280,12 @@ class IngestWorker:
 
 
 def _failed(upload: UploadedFile, job: IngestJob, error: str) -> dict[str, Any]:
-    return {"name": upload.name, "doc_id": None, "status": "failed", "chunks": 0, "error": error}
+    return {
+        "name": upload.name,
+        "doc_id": None,
+        "status": "failed",
+        "chunks": 0,
+        "error": error,
+        "warnings": [],
+        "note": None,
+    }
