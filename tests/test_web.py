@@ -518,7 +518,7 @@ def test_browser_case_files_upload_ask_and_read(browser, mounted_server, tmp_pat
 
 @pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
 def test_browser_drop_upload_and_delete(browser, mounted_server):
-    """A file dropped on the drop zone is ingested; deleting it (confirmed) removes it."""
+    """Dropped files: refused or failed ones say why; one ingested, then deleted (confirmed)."""
     context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
@@ -529,15 +529,29 @@ def test_browser_drop_upload_and_delete(browser, mounted_server):
             "document.querySelector('#case').selectedOptions[0]?.text.includes('Dropped files')"
         )
         page.wait_for_selector("#documents-card[data-live='open']")
-        data = page.evaluate_handle(
-            """() => {
-            const dt = new DataTransfer();
-            const text = '# Notice\\n\\nThe lease ends on 30 June 2030 unless renewed in writing.\\n';
-            dt.items.add(new File([text], 'notice.md', {type: 'text/markdown'}));
-            return dt;
-        }"""
-        )
-        page.dispatch_event("#dropzone", "drop", {"dataTransfer": data})
+
+        def drop(name: str, text: str) -> None:
+            data = page.evaluate_handle(
+                """([name, text]) => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([text], name));
+                return dt;
+            }""",
+                [name, text],
+            )
+            page.dispatch_event("#dropzone", "drop", {"dataTransfer": data})
+
+        # Refused upload (415): the row says why.
+        drop("tool.exe", "MZ")
+        refused = page.locator(".upload[data-name='tool.exe'][data-phase='failed']")
+        refused.wait_for(timeout=30_000)
+        assert "unsupported_type" in refused.inner_text(), refused.inner_text()
+        # A file that cannot be parsed: accepted, then failed with the parser's reason (SSE).
+        drop("broken.docx", "this is not a zip archive")
+        broken = page.locator(".upload[data-name='broken.docx'][data-phase='failed']")
+        broken.wait_for(timeout=60_000)
+        assert re.search(r"Failed: \S", broken.inner_text()), broken.inner_text()
+        drop("notice.md", "# Notice\n\nThe lease ends on 30 June 2030 unless renewed in writing.\n")
         page.wait_for_selector(".upload[data-name='notice.md'][data-phase='done']", timeout=60_000)
         doc = page.locator("#documents .doc")
         doc.first.wait_for()

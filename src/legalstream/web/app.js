@@ -383,6 +383,8 @@ class CaseFiles {
       row.state.textContent = ok
         ? p.status === "skipped"
           ? "Unchanged: already in the case"
+          : p.status === "missed"
+            ? "Finished"
           : `Done: ${p.chunks_total ?? 0} chunks${p.status === "replaced" ? " (replaced the earlier version)" : ""}`
         : `Failed: ${p.error || "unknown reason"}`;
       return;
@@ -410,7 +412,8 @@ class CaseFiles {
       // Rows that never saw their last event (the stream dropped): the job is over.
       for (const row of this.uploads.values()) {
         if (row.job === data.job_id && row.phase !== "done" && row.phase !== "failed") {
-          this.set(row, { phase: "done", status: "ingested" });
+          // Its last progress event was missed: say only that it finished (the list tells the rest).
+          this.set(row, { phase: "done", status: "missed" });
         }
       }
     }
@@ -446,16 +449,24 @@ async function openReader(c) {
   els.readerWhere.textContent = where;
   els.readerBody.replaceChildren(el("p", { class: "placeholder", text: "Loading the document…" }));
   if (!els.reader.open) els.reader.showModal();
+  const caseId = c.case_id ?? Number.parseInt(els.caseSelect.value, 10);
   let doc;
   try {
-    doc = await client.getDocument(c.case_id ?? els.caseSelect.value, c.doc_id, { start: c.char_start, end: c.char_end });
+    try {
+      doc = await client.getDocument(caseId, c.doc_id, { start: c.char_start, end: c.char_end });
+    } catch (err) {
+      // The document changed since the answer (span out of range): show it unmarked.
+      if (!(err instanceof ApiError && err.code === "invalid_field")) throw err;
+      doc = await client.getDocument(caseId, c.doc_id);
+    }
   } catch (err) {
     els.readerBody.replaceChildren(el("p", { class: "placeholder", text: `Could not open the document: ${err.message || err}` }));
     return;
   }
   const text = doc.text || "";
-  const start = doc.highlight?.start ?? c.char_start;
-  const end = doc.highlight?.end ?? c.char_end;
+  // The server's cut of the span (it checked it against this text).
+  const start = doc.highlight?.start;
+  const end = doc.highlight?.end;
   els.readerTitle.textContent = doc.title || c.title || c.doc_id;
   const facts = [where, doc.pages != null ? `${doc.pages} pages` : null].filter(Boolean);
   els.readerWhere.textContent = facts.join(" · ");
