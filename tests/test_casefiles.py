@@ -304,11 +304,10 @@ async def test_unknown_case_over_websocket_and_post_query(srv):
         frame = await recv_json(ws)
         assert frame["type"] == "error" and frame["code"] == "unknown_case"
         assert frame["run_id"] is None
-    r = httpx.post(
-        f"{srv.http}/query", json={"query": "Who signed?", "case_id": 777_777}, timeout=30
-    )
-    assert (r.status_code, r.json()["code"]) == (404, "unknown_case")
-    runs = httpx.get(f"{srv.http}/runs", params={"case_id": 777_777}, timeout=10).json()["runs"]
+    async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
+        r = await http.post("/query", json={"query": "Who signed?", "case_id": 777_777})
+        assert (r.status_code, r.json()["code"]) == (404, "unknown_case")
+        runs = (await http.get("/runs", params={"case_id": 777_777})).json()["runs"]
     assert runs == []
 
 
