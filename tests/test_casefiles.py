@@ -304,11 +304,10 @@ async def test_unknown_case_over_websocket_and_post_query(srv):
         frame = await recv_json(ws)
         assert frame["type"] == "error" and frame["code"] == "unknown_case"
         assert frame["run_id"] is None
-    r = httpx.post(
-        f"{srv.http}/query", json={"query": "Who signed?", "case_id": 777_777}, timeout=30
-    )
-    assert (r.status_code, r.json()["code"]) == (404, "unknown_case")
-    runs = httpx.get(f"{srv.http}/runs", params={"case_id": 777_777}, timeout=10).json()["runs"]
+    async with httpx.AsyncClient(base_url=srv.http, timeout=30) as http:
+        r = await http.post("/query", json={"query": "Who signed?", "case_id": 777_777})
+        assert (r.status_code, r.json()["code"]) == (404, "unknown_case")
+        runs = (await http.get("/runs", params={"case_id": 777_777})).json()["runs"]
     assert runs == []
 
 
@@ -349,3 +348,81 @@ def test_a_query_during_an_ingest_sees_the_document_wholly_or_not_at_all(srv):
         assert all(n in (0, min(20, total)) for n in seen), seen
     finally:
         sse.close()
+
+
+def long_document(sections: int) -> bytes:
+    return (
+        "# Long Agreement\n\n"
+        + "\n\n".join(
+            f"## Section {i}\n\n{i}.1 The warehouse shall keep chamber {i} at minus ten degrees; "
+            f"the operator inspects compressor {i} every week and logs alarm tests."
+            for i in range(1, sections + 1)
+        )
+    ).encode()
+
+
+def test_a_full_queue_is_ingest_busy_and_a_job_past_its_deadline_fails(tmp_path):
+    settings = casefile_settings(tmp_path / "data", queue_size=1, job_timeout_seconds=1.0)
+    app = create_app(settings, runner_factory=SearchRunner, load_engine=True)
+    with live_server(app, settings) as server:
+        assert create(server, "busy", 44).status_code == 201
+        sse = SSE(f"{server.http}/cases/44/documents/events")
+        try:
+            slow = upload(server, 44, [("slow.md", long_document(400))])
+            assert slow.status_code == 202
+            # The first job runs, the second waits in the queue (size 1), the third is refused.
+            queued = upload(server, 44, [("queued.md", b"# Queued\n\nA short note.")])
+            refused = upload(server, 44, [("refused.md", b"# Refused\n\nA short note.")])
+            assert queued.status_code == 202
+            assert (refused.status_code, refused.json()["code"]) == (503, "ingest_busy")
+            assert refused.headers["retry-after"]
+            done = sse.wait_for("ingest_job_done", slow.json()["job_id"])["output_data"]
+            assert done["failed"] == 1 and "longer than 1 s" in done["files"][0]["error"]
+            failed = [
+                e["output_data"]
+                for k, e in sse.of_job(slow.json()["job_id"])
+                if k == "document_progress" and e["output_data"]["phase"] == "failed"
+            ]
+            assert failed and "longer than 1 s" in failed[-1]["error"]
+            done = sse.wait_for("ingest_job_done", queued.json()["job_id"])["output_data"]
+            assert done["ingested"] == 1
+        finally:
+            sse.close()
+        docs = httpx.get(f"{server.http}/cases/44/documents", timeout=10).json()["documents"]
+        # The stopped document was never published: nothing of it is in the case.
+        assert [d["doc_id"] for d in docs] == ["case-44/queued.md"]
+
+
+def test_shutdown_ends_the_progress_streams_and_stops_the_running_job(tmp_path):
+    from legalstream.server.uvicorn_ext import Server
+
+    settings = casefile_settings(tmp_path / "data")
+    app = create_app(settings, runner_factory=SearchRunner, load_engine=True)
+    server = live_server(app, settings)
+    srv = server.__enter__()
+    # legalstream serve's server: its shutdown runs the app's graceful_shutdown first.
+    srv.server.__class__ = Server
+    stopped = False
+    try:
+        assert create(srv, "stopping", 45).status_code == 201
+        sse = SSE(f"{srv.http}/cases/45/documents/events")
+        job = upload(srv, 45, [("slow.md", long_document(400))]).json()["job_id"]
+        deadline = time.monotonic() + 60
+        while not sse.of_job(job):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        began = time.monotonic()
+        server.__exit__(None, None, None)
+        stopped = True
+        assert time.monotonic() - began < 15
+        assert not srv.thread.is_alive()
+        done = [e["output_data"] for k, e in sse.of_job(job) if k == "ingest_job_done"]
+        assert done and done[0]["failed"] == 1, sse.of_job(job)[-3:]
+        assert "shutting down" in done[0]["files"][0]["error"]
+        sse._thread.join(5)
+        assert not sse._thread.is_alive()  # the stream ended with the server
+        sse.close()
+    finally:
+        if not stopped:
+            server.__exit__(None, None, None)
+    assert not (tmp_path / "data" / "server.json").exists()

@@ -58,12 +58,22 @@ def test_writes_need_the_documents_scope(jwt_srv):
 
 def test_the_cases_claim_is_respected(jwt_srv):
     url = jwt_srv.http
-    assert httpx.post(f"{url}/cases", json={"title": "a", "case_id": 61}, headers=tok()).status_code == 201
-    assert httpx.post(f"{url}/cases", json={"title": "b", "case_id": 62}, headers=tok()).status_code == 201
+    assert (
+        httpx.post(f"{url}/cases", json={"title": "a", "case_id": 61}, headers=tok()).status_code
+        == 201
+    )
+    assert (
+        httpx.post(f"{url}/cases", json={"title": "b", "case_id": 62}, headers=tok()).status_code
+        == 201
+    )
     only61 = tok(cases=[61])
     # Reads: the other case is forbidden, also its documents, one document and the stream.
     assert httpx.get(f"{url}/cases/61/documents", headers=only61).status_code == 200
-    for path in ("/cases/62/documents", "/cases/62/documents/events", "/cases/62/documents/case-62/x.md"):
+    for path in (
+        "/cases/62/documents",
+        "/cases/62/documents/events",
+        "/cases/62/documents/case-62/x.md",
+    ):
         r = httpx.get(url + path, headers=only61, timeout=10)
         assert r.status_code == 403, (path, r.text)
     listed = httpx.get(f"{url}/cases", headers=only61).json()["cases"]

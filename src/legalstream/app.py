@@ -343,6 +343,8 @@ async def _stop_services(svc: Services) -> None:
     await svc.runs.shutdown(svc.settings.server.shutdown_grace)
     with anyio.move_on_after(svc.settings.server.shutdown_grace):
         await svc.ingest.stopped.wait()
+    # The jobs' last events are out (a subscriber here has them buffered): end the streams.
+    svc.ingest.end_streams()
     # Give writers and pacing tasks a moment to deliver the runs' final frames (closing
     # drops what is still queued).
     with anyio.move_on_after(1.0):

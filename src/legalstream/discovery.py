@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +61,28 @@ def read(data_dir: Path) -> dict[str, Any] | None:
 
 
 def running_server(data_dir: Path) -> str | None:
-    """The URL of the live server the file names, or None (no file, or its process is gone)."""
+    """The URL of the live server the file names, or None (no file, its process is
+    gone, or nothing answers there: a file left by a killed server whose pid was reused)."""
     info = read(data_dir)
     if info is None or not isinstance(info.get("url"), str):
         return None
     pid = info.get("pid")
     if isinstance(pid, int) and not _alive(pid):
         return None
-    return str(info["url"])
+    url = str(info["url"])
+    return url if _answers(url) else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        # Straight to the address the server wrote (a local one): never through a proxy.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{url}/health", timeout=2.0):
+            return True
+    except urllib.error.HTTPError:
+        return True  # something answers HTTP there (a proxy in front, say)
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

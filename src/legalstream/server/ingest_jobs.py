@@ -145,6 +145,9 @@ class IngestWorker:
         if self.current is not None:
             self.current.halt("server shutting down")
         self._jobs_in.close()
+
+    def end_streams(self) -> None:
+        """End this process's progress streams (after what they hold is sent)."""
         for sub in list(self.streams):
             sub.end()
 

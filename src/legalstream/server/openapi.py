@@ -526,7 +526,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                 "requestBody": _body({"$ref": "#/components/schemas/RunAgentInput"}),
                 "responses": {
                     **_stream("AG-UI events; each has `id: <run_id>:<seq>[.<k>]`."),
-                    **_errors(400, 401, 403, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 422, 429, 503),
                 },
             }
         }
