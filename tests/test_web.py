@@ -590,3 +590,53 @@ def test_browser_reader_at_phone_width(browser, mounted_server):
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_browser_case_files_with_a_jwt(browser, tmp_path):
+    """auth.mode jwt: the page's token goes on every case-file call, the SSE stream included."""
+    from test_auth import jwt_settings, make_token
+
+    settings = jwt_settings(tmp_path)
+    legal = create_app(settings, runner_factory=lambda svc: ScriptedRunner(), load_engine=True)
+    token = make_token("alice", cases="*", scope="query documents")
+    with live_server(_starlette_host(legal), settings) as server:
+        context = browser.new_context(viewport=LAPTOP, device_scale_factor=1)
+        context.add_init_script(f"sessionStorage.setItem('legalstream.token', {token!r})")
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(server.http + "/legal/")
+            page.wait_for_function("document.querySelector('#conn').dataset.state === 'open'")
+            page.get_by_role("button", name="New case").click()
+            page.get_by_label("Title", exact=True).fill("Sealed matter")
+            page.get_by_role("button", name="Create").click()
+            page.wait_for_function(
+                "document.querySelector('#case').selectedOptions[0]?.text.includes('Sealed matter')"
+            )
+            page.wait_for_selector("#documents-card[data-live='open']")
+            page.locator("#file-input").set_input_files(
+                files=[
+                    {
+                        "name": "memo.md",
+                        "mimeType": "text/markdown",
+                        "buffer": b"# Memo\n\nSealed.\n",
+                    }
+                ]
+            )
+            page.wait_for_selector(
+                ".upload[data-name='memo.md'][data-phase='done']", timeout=60_000
+            )
+            page.locator("#documents .doc").first.wait_for()
+            assert not errors, errors
+        finally:
+            context.close()
+        # Without the token the page says it needs one.
+        context = browser.new_context(viewport=LAPTOP, device_scale_factor=1)
+        try:
+            page = context.new_page()
+            page.goto(server.http + "/legal/")
+            page.wait_for_selector("#alert:not([hidden])")
+            assert "sign-in" in page.locator("#alert-text").inner_text()
+        finally:
+            context.close()

@@ -247,12 +247,16 @@ class CaseFiles {
   constructor() {
     this.caseId = null;
     this.watch = null;
+    this.live = ""; // the stream's state: open | reconnecting | closed
     this.uploads = new Map(); // job_id + name -> row
   }
 
   show(caseId) {
-    if (!Number.isInteger(caseId) || caseId === this.caseId) return;
+    if (!Number.isInteger(caseId)) return;
+    // The same case again: keep its stream unless the server refused it (a case made since).
+    if (caseId === this.caseId && this.live !== "closed") return;
     this.caseId = caseId;
+    this.live = "";
     this.watch?.close();
     this.uploads.clear();
     els.uploads.replaceChildren();
@@ -261,6 +265,7 @@ class CaseFiles {
     const watch = client.watchDocuments(caseId, (e) => this.onEvent(caseId, e), {
       onStatus: (s) => {
         if (this.watch !== watch) return;
+        this.live = s.state;
         els.documentsCard.dataset.live = s.state;
         els.documentsState.textContent = s.state === "open" ? "" : s.state === "reconnecting" ? "Reconnecting…" : "";
       },
