@@ -75,7 +75,7 @@ def test_the_cases_claim_is_respected(jwt_srv):
         "/cases/62/documents/case-62/x.md",
     ):
         r = httpx.get(url + path, headers=only61, timeout=10)
-        assert r.status_code == 403, (path, r.text)
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden_case"), (path, r.text)
     listed = httpx.get(f"{url}/cases", headers=only61).json()["cases"]
     assert {c["case_id"] for c in listed} <= {61}
     # Writes too.
