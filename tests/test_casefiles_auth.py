@@ -16,7 +16,7 @@ from legalstream.app import create_app
 from legalstream.settings import Settings
 from support import ScriptedRunner, live_server
 from test_auth import bearer, jwt_settings, make_token
-from test_casefiles import COMPLAINT, SSE
+from test_casefiles import COMPLAINT, SSE, casefile_server
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_the_cases_claim_is_respected(jwt_srv):
         "/cases/62/documents/case-62/x.md",
     ):
         r = httpx.get(url + path, headers=only61, timeout=10)
-        assert r.status_code == 403, (path, r.text)
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden_case"), (path, r.text)
     listed = httpx.get(f"{url}/cases", headers=only61).json()["cases"]
     assert {c["case_id"] for c in listed} <= {61}
     # Writes too.
@@ -108,7 +108,7 @@ def test_progress_crosses_workers_on_the_redis_bus(redis_bus_settings, tmp_path)
     a, b = settings("a"), settings("b")
     app_a = create_app(a, runner_factory=lambda svc: ScriptedRunner(), load_engine=True)
     app_b = create_app(b, runner_factory=lambda svc: ScriptedRunner(), load_engine=True)
-    with live_server(app_a, a) as srv_a, live_server(app_b, b) as srv_b:
+    with casefile_server(app_a, a) as srv_a, casefile_server(app_b, b) as srv_b:
         for srv in (srv_a, srv_b):
             r = httpx.post(f"{srv.http}/cases", json={"title": "Shared", "case_id": 70})
             assert r.status_code == 201

@@ -228,6 +228,8 @@ def _base(hint: Any) -> type:
 def _frame_message(kind: EventType) -> dict[str, Any]:
     properties = _frame_fields()
     required = [key for key in properties if key != "code"]
+    if kind in CASE_TYPES:
+        required.remove("connection_id")  # SSE frames belong to no connection
     properties["type"] = {"const": kind.value}
     if kind not in _SERVICE_TYPES:
         properties["run_id"] = {"type": "string"}

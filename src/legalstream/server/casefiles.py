@@ -28,7 +28,7 @@ from starlette.types import Message, Receive
 from legalstream.bus.base import BusUnavailable, SubscriptionOverflow, case_topic
 from legalstream.bus.hub import Subscription
 from legalstream.events import ErrorCode, EventType
-from legalstream.server.auth import AuthError, Principal
+from legalstream.server.auth import Principal
 from legalstream.server.ingest_jobs import IngestBusy, IngestJob, UploadedFile, case_event
 from legalstream.server.protocol import ProtocolError
 from legalstream.server.rest import ORJSONResponse, json_body, require_scope
@@ -68,7 +68,7 @@ async def _case(request: Request, scope: str) -> tuple[Services, Principal, int]
     svc = services(request)
     case_id = _case_id(request.path_params["case_id"])
     if not principal.may_query(case_id):
-        raise AuthError(403, f"not allowed to use case {case_id}")
+        raise _fail(403, ErrorCode.FORBIDDEN_CASE, f"not allowed to use case {case_id}")
     engine = svc.engine
     if engine is None or not await anyio.to_thread.run_sync(engine.case_exists, case_id):
         raise _fail(404, ErrorCode.UNKNOWN_CASE, f"no case {case_id}")
@@ -115,7 +115,7 @@ async def create_case(request: Request) -> Response:
     async with svc.ingest.case_lock:
         case_id = _case_id(raw_id) if raw_id is not None else await _next_id(engine, principal)
         if not principal.may_query(case_id):
-            raise AuthError(403, f"not allowed to use case {case_id}")
+            raise _fail(403, ErrorCode.FORBIDDEN_CASE, f"not allowed to use case {case_id}")
         if await anyio.to_thread.run_sync(engine.case_exists, case_id):
             raise _fail(409, ErrorCode.CASE_EXISTS, f"case {case_id} exists")
         info = await anyio.to_thread.run_sync(engine.create_case, case_id, title.strip())
@@ -129,7 +129,7 @@ async def _next_id(engine: Any, principal: Principal) -> int:
         # A token limited to some cases gets the first of them that is free.
         free = sorted(c for c in principal.cases if c not in taken)
         if not free:
-            raise AuthError(403, "every case this token allows exists already")
+            raise _fail(403, ErrorCode.FORBIDDEN_CASE, "every case this token allows exists")
         return free[0]
     return max(taken, default=0) + 1
 
