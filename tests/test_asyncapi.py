@@ -32,7 +32,8 @@ def test_the_committed_document_is_what_the_generator_makes():
 def test_the_asyncapi_parser_accepts_it():
     code, out, log = run_node("asyncapi_parse.mjs", str(DOC))
     assert code == 0 and out["errors"] == [], log
-    assert out["version"] == "3.0.0" and out["channels"] == ["/ws/query"]
+    assert out["version"] == "3.0.0"
+    assert out["channels"] == ["/ws/query", "/cases/{case_id}/documents/events"]
     assert out["messages"] == len(asyncapi_document()["components"]["messages"])
 
 

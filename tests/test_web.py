@@ -107,7 +107,7 @@ def test_index_and_module_are_served(scripted_server):
     with urllib.request.urlopen(scripted_server.http + "/", timeout=10) as r:
         html = r.read().decode()
         assert r.headers["content-type"].startswith("text/html")
-    assert 'src="/static/app.js"' in html and '<label for="question">' in html
+    assert 'src="static/app.js"' in html and '<label for="question">' in html
     with urllib.request.urlopen(scripted_server.http + "/static/legalstream.js", timeout=10) as r:
         assert "javascript" in r.headers["content-type"]
         assert "export class LegalAgentWebSocket" in r.read().decode()
@@ -328,3 +328,315 @@ def test_browser_cancel_and_errors_are_visible_and_recoverable(browser, scripted
         assert not errors, errors
     finally:
         context.close()
+
+
+# ----------------------------------------------------------------------- mounted under /legal/ + case files
+
+
+def _starlette_host(legal):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    return Starlette(routes=[Mount("/legal", legal)], lifespan=lambda app: legal.lifespan(legal))
+
+
+def _fastapi_host(legal):
+    import contextlib
+
+    fastapi = pytest.importorskip("fastapi")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with legal.lifespan(legal):
+            yield
+
+    host = fastapi.FastAPI(lifespan=lifespan)
+    host.mount("/legal", legal)
+    return host
+
+
+@pytest.fixture(scope="module")
+def mounted_data():
+    """One data dir for both hosts (one after the other): the sample cases are embedded once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="module", params=["starlette", "fastapi"])
+def mounted_server(request, mounted_data):
+    """The real app (retrieval engine, CrewAI offline agent) mounted at /legal in a host app."""
+    settings = Settings(rag={"data_dir": mounted_data}, runs={"resume_grace_seconds": 10.0})
+    make_host = _starlette_host if request.param == "starlette" else _fastapi_host
+    with live_server(make_host(create_app(settings)), settings) as srv:
+        yield srv
+
+
+def _mounted_page(browser, server, viewport):
+    context = browser.new_context(viewport=viewport, device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # No trailing slash: the host redirects to /legal/, so relative URLs resolve under it.
+    page.goto(server.http + "/legal")
+    assert page.url == server.http + "/legal/"
+    page.wait_for_function("document.querySelector('#conn').dataset.state === 'open'")
+    return context, page, errors
+
+
+def _watch_final(page):
+    page.evaluate(
+        "() => window.legalstream.on('agent_execution_complete', (e) => { window.__final = e; })"
+    )
+
+
+def _ask(page, question):
+    page.get_by_label("Question", exact=True).fill(question)
+    page.get_by_role("button", name="Ask").click()
+    page.wait_for_selector("#run-state[data-kind='complete']", timeout=60_000)
+
+
+def _open_first_citation(page):
+    """Open the reader on the first citation; the <mark> must be the citation's quote."""
+    quote = page.evaluate("window.__final.output_data.citations[0].quote")
+    page.locator("#citations .citation button.cite-title").first.click()
+    page.wait_for_selector("#reader[open] .reader-text mark", timeout=10_000)
+    mark = page.locator("#reader .reader-text mark")
+    assert mark.text_content() == quote
+    assert mark.is_visible()
+    # Scrolled into view inside the reader.
+    box, body = mark.bounding_box(), page.locator("#reader-body").bounding_box()
+    assert body["y"] <= box["y"] < body["y"] + body["height"], (box, body)
+    return quote
+
+
+def test_browser_mounted_under_prefix(browser, mounted_server):
+    """Styled, cases listed, a query streams to its answer: the page under /legal/ (both hosts)."""
+    context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
+    try:
+        # The stylesheet loaded from /legal/static/ (not the host's /static/).
+        radius = page.evaluate("getComputedStyle(document.querySelector('.card')).borderRadius")
+        assert radius == "10px", radius
+        page.wait_for_function("document.querySelector('#case').options.length >= 2")
+        options = page.locator("#case option").all_inner_texts()
+        assert any(re.match(r"Case 1 · .+ · \d+ documents?$", o) for o in options), options
+        # The case's documents, from /legal/cases/1/documents.
+        page.wait_for_selector("#documents .doc")
+        _watch_final(page)
+        _ask(
+            page,
+            "Within how many hours must the Warehouse notify the Customer of a Temperature Excursion?",
+        )
+        assert page.locator("#answer").inner_text().strip()
+        assert page.evaluate("window.legalstream.url").endswith("/legal/ws/query")
+        assert page.locator("#citations .citation").count() >= 1
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def _docx(path: Path) -> Path:
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Charter Party Addendum", level=1)
+    d.add_heading("Clause 4. Demurrage", level=2)
+    d.add_paragraph(
+        "The Charterer shall pay demurrage at the rate of 17,250 US dollars per day or pro rata "
+        "for any part of a day, payable every fifteen days upon receipt of the Owner's invoice."
+    )
+    d.add_heading("Clause 5. Master", level=2)
+    d.add_paragraph(
+        "The vessel Aurora Kestrel is commanded by Captain Ingrid Halvorsen, who shall keep the "
+        "deck log in English and deliver a copy to the Charterer at each port of discharge."
+    )
+    d.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
+def test_browser_case_files_upload_ask_and_read(browser, mounted_server, tmp_path):
+    """New case, .docx upload with live progress, a question answered from it, the cited span."""
+    context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
+    try:
+        page.wait_for_function("document.querySelector('#case').options.length >= 2")
+        # "New case": a title, then the new case is selected.
+        page.get_by_role("button", name="New case").click()
+        page.get_by_label("Title", exact=True).fill("Aurora Kestrel charter")
+        page.get_by_role("button", name="Create").click()
+        page.wait_for_function(
+            "document.querySelector('#case').selectedOptions[0]?.text.includes('Aurora Kestrel charter')"
+        )
+        label = page.locator("#case").evaluate("s => s.selectedOptions[0].text")
+        assert re.match(r"Case \d+ · Aurora Kestrel charter", label), label
+        page.wait_for_selector("#documents-card[data-live='open']")
+        page.evaluate(
+            """() => {
+            window.__phases = [];
+            new MutationObserver((records) => {
+              for (const r of records) if (r.attributeName === 'data-phase') {
+                window.__phases.push(r.oldValue, r.target.dataset.phase);
+              }
+            }).observe(document.querySelector('#uploads'),
+                       {subtree: true, attributes: true, attributeOldValue: true});
+        }"""
+        )
+        # The file-picker button's input (drag and drop: test_browser_drop_upload_and_delete).
+        page.locator("#file-input").set_input_files(str(_docx(tmp_path / "charter.docx")))
+        row = page.locator(".upload[data-name='charter.docx']")
+        row.wait_for()
+        page.wait_for_selector(
+            ".upload[data-name='charter.docx'][data-phase='done']", timeout=60_000
+        )
+        assert row.locator(".upload-state").inner_text().startswith("Done:")
+        assert "embedding" in page.evaluate("window.__phases"), page.evaluate("window.__phases")
+        # documents_changed refreshed the list.
+        doc = page.locator("#documents .doc").first
+        doc.wait_for()
+        facts = doc.locator(".doc-facts").inner_text()
+        assert "DOCX" in facts and "chunk" in facts and "added" in facts, facts
+        page.wait_for_function(
+            "document.querySelector('#case').selectedOptions[0].text.endsWith('1 document')"
+        )
+
+        _watch_final(page)
+        _ask(page, "Who commands the vessel Aurora Kestrel?")
+        assert "Halvorsen" in page.locator("#answer").inner_text()
+        quote = _open_first_citation(page)
+        assert page.locator("#reader-title").inner_text().strip()
+        # Esc closes the reader.
+        page.keyboard.press("Escape")
+        page.wait_for_function("!document.querySelector('#reader').open")
+        # The close button too.
+        page.locator("#citations .citation button.cite-title").first.click()
+        page.wait_for_selector("#reader[open] .reader-text mark")
+        page.get_by_role("button", name="Close the document").click()
+        page.wait_for_function("!document.querySelector('#reader').open")
+        assert quote and not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
+def test_browser_drop_upload_and_delete(browser, mounted_server):
+    """Dropped files: refused or failed ones say why; one ingested, then deleted (confirmed)."""
+    context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
+    try:
+        page.wait_for_function("document.querySelector('#case').options.length >= 2")
+        page.get_by_role("button", name="New case").click()
+        page.get_by_label("Title", exact=True).fill("Dropped files")
+        page.get_by_role("button", name="Create").click()
+        page.wait_for_function(
+            "document.querySelector('#case').selectedOptions[0]?.text.includes('Dropped files')"
+        )
+        page.wait_for_selector("#documents-card[data-live='open']")
+
+        def drop(name: str, text: str) -> None:
+            data = page.evaluate_handle(
+                """([name, text]) => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([text], name));
+                return dt;
+            }""",
+                [name, text],
+            )
+            page.dispatch_event("#dropzone", "drop", {"dataTransfer": data})
+
+        # Refused upload (415): the row says why.
+        drop("tool.exe", "MZ")
+        refused = page.locator(".upload[data-name='tool.exe'][data-phase='failed']")
+        refused.wait_for(timeout=30_000)
+        assert "unsupported_type" in refused.inner_text(), refused.inner_text()
+        # A file that cannot be parsed: accepted, then failed with the parser's reason (SSE).
+        drop("broken.docx", "this is not a zip archive")
+        broken = page.locator(".upload[data-name='broken.docx'][data-phase='failed']")
+        broken.wait_for(timeout=60_000)
+        assert re.search(r"Failed: \S", broken.inner_text()), broken.inner_text()
+        drop("notice.md", "# Notice\n\nThe lease ends on 30 June 2030 unless renewed in writing.\n")
+        page.wait_for_selector(".upload[data-name='notice.md'][data-phase='done']", timeout=60_000)
+        doc = page.locator("#documents .doc")
+        doc.first.wait_for()
+        assert doc.count() == 1
+        page.once("dialog", lambda dialog: dialog.accept())
+        doc.first.get_by_role("button", name=re.compile("^Delete")).click()
+        page.wait_for_function("document.querySelectorAll('#documents .doc').length === 0")
+        assert page.locator("#documents-empty").is_visible()
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("mounted_server", ["starlette"], indirect=True)
+def test_browser_reader_at_phone_width(browser, mounted_server):
+    """375 px: nothing scrolls sideways, and the citation reader takes the whole screen."""
+    phone = {"width": 375, "height": 740}
+    context, page, errors = _mounted_page(browser, mounted_server, phone)
+    try:
+        page.wait_for_function("document.querySelector('#case').options.length >= 2")
+        page.get_by_label("Case", exact=True).select_option("1")
+        _watch_final(page)
+        _ask(
+            page,
+            "Under the storage agreement, how cold did the warehouse have to keep the freezer room?",
+        )
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= phone["width"]
+        _open_first_citation(page)
+        box = page.locator("#reader").bounding_box()
+        assert box["x"] == 0 and box["y"] == 0, box
+        assert box["width"] == phone["width"] and box["height"] == phone["height"], box
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= phone["width"]
+        assert page.get_by_role("button", name="Close the document").is_visible()
+        page.keyboard.press("Escape")
+        page.wait_for_function("!document.querySelector('#reader').open")
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_browser_case_files_with_a_jwt(browser, tmp_path):
+    """auth.mode jwt: the page's token goes on every case-file call, the SSE stream included."""
+    from test_auth import jwt_settings, make_token
+
+    settings = jwt_settings(tmp_path)
+    legal = create_app(settings, runner_factory=lambda svc: ScriptedRunner(), load_engine=True)
+    token = make_token("alice", cases="*", scope="query documents")
+    with live_server(_starlette_host(legal), settings) as server:
+        context = browser.new_context(viewport=LAPTOP, device_scale_factor=1)
+        context.add_init_script(f"sessionStorage.setItem('legalstream.token', {token!r})")
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(server.http + "/legal/")
+            page.wait_for_function("document.querySelector('#conn').dataset.state === 'open'")
+            page.get_by_role("button", name="New case").click()
+            page.get_by_label("Title", exact=True).fill("Sealed matter")
+            page.get_by_role("button", name="Create").click()
+            page.wait_for_function(
+                "document.querySelector('#case').selectedOptions[0]?.text.includes('Sealed matter')"
+            )
+            page.wait_for_selector("#documents-card[data-live='open']")
+            page.locator("#file-input").set_input_files(
+                files=[
+                    {
+                        "name": "memo.md",
+                        "mimeType": "text/markdown",
+                        "buffer": b"# Memo\n\nSealed.\n",
+                    }
+                ]
+            )
+            page.wait_for_selector(
+                ".upload[data-name='memo.md'][data-phase='done']", timeout=60_000
+            )
+            page.locator("#documents .doc").first.wait_for()
+            assert not errors, errors
+        finally:
+            context.close()
+        # Without the token the page says it needs one.
+        context = browser.new_context(viewport=LAPTOP, device_scale_factor=1)
+        try:
+            page = context.new_page()
+            page.goto(server.http + "/legal/")
+            page.wait_for_selector("#alert:not([hidden])")
+            assert "sign-in" in page.locator("#alert-text").inner_text()
+        finally:
+            context.close()

@@ -28,6 +28,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from legalstream import discovery
 from legalstream.agent import env as agent_env
 from legalstream.agent.api import AgentCounters, AgentRunner, CountingRunner
 from legalstream.audit import configure_audit
@@ -37,9 +38,10 @@ from legalstream.metrics import Metrics
 from legalstream.runs import RunManager
 from legalstream.runs.ids import RunIds, deployment_secret
 from legalstream.runs.leases import LeaseKeeper
-from legalstream.server import agui, asyncapi, openapi, rest
+from legalstream.server import agui, asyncapi, casefiles, openapi, rest
 from legalstream.server.auth import Authenticator, AuthError
 from legalstream.server.connections import ConnectionRegistry
+from legalstream.server.ingest_jobs import IngestWorker
 from legalstream.server.limits import Limits
 from legalstream.server.protocol import (
     CLOSE_GOING_AWAY,
@@ -110,14 +112,22 @@ def create_app(
                 tg.start_soon(_reaper, svc)
                 leases = LeaseKeeper(svc.bus.leases, period=settings.bus.heartbeat_seconds)
                 tg.start_soon(leases.run)
+                tg.start_soon(svc.ingest.run)
                 if load_engine:
                     await anyio.to_thread.run_sync(_load_engine, svc)
                     # Import CrewAI and build the agent now, not on the first query.
                     await anyio.to_thread.run_sync(svc.runs.runner)
                 svc.ready = True
+                # `legalstream serve` names its URL: the CLI goes through this server.
+                url = getattr(app.state, "server_url", None)
+                data_dir = settings.rag.data_dir
+                if url:
+                    await anyio.to_thread.run_sync(discovery.write, data_dir, url)
                 try:
                     yield
                 finally:
+                    if url:
+                        await anyio.to_thread.run_sync(discovery.remove, data_dir)
                     await _stop_services(svc)
                     tg.cancel_scope.cancel()
         finally:
@@ -141,6 +151,7 @@ def create_app(
         Route("/runs", rest.list_runs, methods=["GET"]),
         Route("/runs/{run_id}/events", rest.run_events, methods=["GET"]),
         Route("/cases", rest.cases, methods=["GET"]),
+        *casefiles.routes(),
         Route("/metrics", rest.metrics_endpoint, methods=["GET"]),
         *agui.routes(settings.agui),
         Route("/asyncapi.json", asyncapi.endpoint, methods=["GET"]),
@@ -236,6 +247,12 @@ async def _start_services(
         metrics=metrics,
     )
     holder["svc"] = svc
+    svc.ingest = IngestWorker(
+        bus.hub,
+        lambda: svc.engine,
+        queue_size=settings.casefiles.queue_size,
+        job_timeout=settings.casefiles.job_timeout_seconds,
+    )
     if metrics is not None:
         metrics.bind(svc)
         metrics.bind_agent_counters(lambda: _agent_counters(runs))
@@ -320,7 +337,14 @@ async def _reaper(svc: Services) -> None:
 async def _stop_services(svc: Services) -> None:
     """Graceful shutdown: refuse new work, let runs finish, tell clients (1001)."""
     svc.shutting_down = True
+    # Uploads: no new jobs, the running one stops at its next progress report, the
+    # queued ones end (each with its ingest_job_done), the progress streams close.
+    await svc.ingest.close()
     await svc.runs.shutdown(svc.settings.server.shutdown_grace)
+    with anyio.move_on_after(svc.settings.server.shutdown_grace):
+        await svc.ingest.stopped.wait()
+    # The jobs' last events are out (a subscriber here has them buffered): end the streams.
+    svc.ingest.end_streams()
     # Give writers and pacing tasks a moment to deliver the runs' final frames (closing
     # drops what is still queued).
     with anyio.move_on_after(1.0):
@@ -360,6 +384,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = _data_dir_taken(settings)
+    if problem is not None:
+        print(f"legalstream: {problem}", file=sys.stderr)
+        return 2
     try:
         sock = bind_socket(host, port)
     except PortUnavailable as exc:
@@ -376,9 +404,32 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
                 factory=True,
             )
         else:
-            config = uvicorn_config(settings, create_app(settings), host=host, port=port)
+            app = create_app(settings)
+            app.state.server_url = discovery.http_url(host, port)
+            config = uvicorn_config(settings, app, host=host, port=port)
         run_server(config, settings, workers, sock)
     return 0
+
+
+def _data_dir_taken(settings: Settings) -> str | None:
+    """Why another server owns this data directory (its embedded store), or None."""
+    data_dir = settings.rag.data_dir
+    url = discovery.running_server(data_dir)
+    if url is not None:
+        return (
+            f"a server ({url}) already serves the data directory {data_dir}: stop it first, "
+            "or give this one another (LEGALSTREAM_RAG__DATA_DIR)"
+        )
+    if settings.rag.store == "edge":
+        from legalstream.rag.edge_store import store_in_use
+
+        if store_in_use(data_dir / "qdrant-edge" / settings.rag.collection):
+            return (
+                f"the store in {data_dir} is open in another process (a `legalstream serve` "
+                "or a CLI command): stop it first, or give this server another data directory "
+                "(LEGALSTREAM_RAG__DATA_DIR)"
+            )
+    return None
 
 
 __all__ = ["LegalStreamApp", "create_app", "serve"]

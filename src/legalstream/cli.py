@@ -43,7 +43,12 @@ examples:
 
 File types: .md, .markdown, .txt, .pdf, .docx, .html, .htm. A document that
 is already in the case and unchanged is skipped. Exit status 1 when a file
-failed."""
+failed.
+
+While "legalstream serve" runs on the same data directory (it owns the
+store), this command and cases/documents/delete go through it over HTTP
+(found in <rag.data_dir>/server.json); --url names a server explicitly.
+Through a server, documents get upload ids: case-<id>/<file name>."""
 
 CASES_EPILOG = """\
 example:
@@ -155,6 +160,18 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         help=f"{', '.join(LOG_LEVELS)} (default: {log_level}, the setting log_level)",
     )
 
+    def server_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--url",
+            help="a running server's HTTP address, e.g. http://127.0.0.1:8000 (default: the "
+            "server named in <rag.data_dir>/server.json if one is running, else the store "
+            "is opened directly)",
+        )
+        p.add_argument(
+            "--token",
+            help="a JWT for a server with auth mode jwt (default: $LEGALSTREAM_TOKEN, if set)",
+        )
+
     ingest = command("ingest", "add a file, or a folder of files, to a case", INGEST_EPILOG)
     ingest.add_argument("path", type=Path, help="a file, or a folder (read with its subfolders)")
     ingest.add_argument(
@@ -165,10 +182,12 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         help="the document's title, for a single file "
         "(default: its first heading, or its file name)",
     )
+    server_options(ingest)
 
-    command(
+    cases = command(
         "cases", "list the cases in the store with titles, document and chunk counts", CASES_EPILOG
     )
+    server_options(cases)
 
     documents = command(
         "documents",
@@ -176,6 +195,7 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         "example:\n  legalstream documents --case-id 1",
     )
     documents.add_argument("--case-id", type=int, required=True, help="the case (required)")
+    server_options(documents)
 
     delete = command(
         "delete", "delete one document, or a whole case, from the store", DELETE_EPILOG
@@ -185,6 +205,7 @@ def build_parser(defaults: Settings | None = None) -> argparse.ArgumentParser:
         "--doc-id",
         help="the document to delete, e.g. case-1/complaint (default: none, the whole case)",
     )
+    server_options(delete)
 
     query = command("query", "ask a question and watch the agent answer, live", QUERY_EPILOG)
     query.add_argument("question", help="the question, in quotes")
@@ -249,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     token = getattr(args, "token", None) or os.environ.get("LEGALSTREAM_TOKEN")
 
+    if args.command in ("ingest", "cases", "documents", "delete"):
+        url = args.url or _running_server(settings)
+        if url:
+            return _through_server(url, token, args)
+
     match args.command:
         case "serve":
             return _serve(settings, args)
@@ -286,6 +312,28 @@ def main(argv: list[str] | None = None) -> int:
                 args.url or local_url(settings), args.case_id, token=token, queries=args.queries
             )
     return 2
+
+
+def _running_server(settings: Settings) -> str | None:
+    """The live server that owns the data directory (its server.json), if any."""
+    from legalstream import discovery
+
+    return discovery.running_server(settings.rag.data_dir)
+
+
+def _through_server(url: str, token: str | None, args: argparse.Namespace) -> int:
+    """ingest | cases | documents | delete over the server's HTTP API."""
+    from legalstream.client import casefiles
+
+    match args.command:
+        case "ingest":
+            return casefiles.ingest_command(url, token, args.path, args.case_id, args.title)
+        case "cases":
+            return casefiles.cases_command(url, token)
+        case "documents":
+            return casefiles.documents_command(url, token, args.case_id)
+        case _:
+            return casefiles.delete_command(url, token, args.case_id, args.doc_id)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

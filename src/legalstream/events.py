@@ -87,6 +87,10 @@ class EventType(StrEnum):
     ERROR = "error"
     # Resume (a resume whose events are no longer all in history)
     RESUME_FAILED = "resume_failed"
+    # Case files (GET /cases/{case_id}/documents/events, SSE): an ingest's progress
+    DOCUMENT_PROGRESS = "document_progress"
+    DOCUMENTS_CHANGED = "documents_changed"
+    INGEST_JOB_DONE = "ingest_job_done"
 
 
 #: The frames a run ends with; exactly one per run.
@@ -133,6 +137,21 @@ class ErrorCode(StrEnum):
     RUN_NOT_FINISHED = "run_not_finished"
     HISTORY_LOST = "history_lost"
     WORKER_LOST = "worker_lost"
+    #: The case does not exist (a query, or a case file request).
+    UNKNOWN_CASE = "unknown_case"
+    #: ``POST /cases`` with the id of a case that exists.
+    CASE_EXISTS = "case_exists"
+    UNKNOWN_DOCUMENT = "unknown_document"
+    #: One uploaded file is larger than ``casefiles.max_file_bytes``.
+    FILE_TOO_LARGE = "file_too_large"
+    #: The upload as a whole is larger than ``casefiles.max_upload_bytes``.
+    UPLOAD_TOO_LARGE = "upload_too_large"
+    #: A file whose suffix no loader reads.
+    UNSUPPORTED_TYPE = "unsupported_type"
+    #: No file, too many files, or a form that cannot be parsed.
+    INVALID_UPLOAD = "invalid_upload"
+    #: The ingest queue is full; retry later.
+    INGEST_BUSY = "ingest_busy"
     INTERNAL = "internal_error"
 
 

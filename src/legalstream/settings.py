@@ -245,6 +245,29 @@ class AguiSettings(BaseModel):
     keepalive_seconds: float = 15.0
 
 
+class CaseFileSettings(BaseModel):
+    """Case files over HTTP: uploads and their ingest (docs/casefiles.md)."""
+
+    #: Largest uploaded file; a larger one gets 413 ``file_too_large``.
+    max_file_bytes: int = 20 * 1024 * 1024
+    #: Largest upload request (all its files); a larger one gets 413 ``upload_too_large``.
+    max_upload_bytes: int = 50 * 1024 * 1024
+    #: Most files in one upload.
+    max_files: int = 20
+    #: File suffixes an upload may have (what the loaders read); others get 415.
+    allowed_suffixes: list[str] = Field(
+        default_factory=lambda: [".md", ".markdown", ".txt", ".pdf", ".docx", ".html", ".htm"]
+    )
+    #: Upload jobs waiting for the ingest worker before new uploads get 503 ``ingest_busy``.
+    queue_size: int = 8
+    #: Seconds one upload job may take (parse, embed, index); past it the job fails.
+    job_timeout_seconds: float = 600.0
+    #: Seconds without an event after which the progress stream gets a keepalive comment.
+    keepalive_seconds: float = 15.0
+    #: Events buffered per progress subscriber before it is dropped as too slow.
+    subscriber_buffer: int = 1024
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LEGALSTREAM_",
@@ -263,6 +286,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     audit: AuditSettings = AuditSettings()
     agui: AguiSettings = AguiSettings()
+    casefiles: CaseFileSettings = CaseFileSettings()
     log_level: str = "info"
     #: CrewAI telemetry/tracing; off unless an operator turns it on.
     crewai_telemetry: bool = False

@@ -19,7 +19,9 @@ async function load() {
   const source = await (await fetch(`${HTTP}/static/legalstream.js`)).text();
   return import("data:text/javascript;base64," + Buffer.from(source).toString("base64"));
 }
-const { LegalAgentWebSocket, RunError, ConnectionLostError, ticketUrl } = HTTP ? await load() : {};
+const { LegalAgentWebSocket, RunError, ConnectionLostError, ApiError, ticketUrl, httpBase, readSSE } = HTTP
+  ? await load()
+  : {};
 
 function waitFor(client, type, pred = () => true, ms = 10000) {
   return new Promise((resolve, reject) => {
@@ -196,4 +198,34 @@ test("ticketUrl maps the WebSocket URL to the ticket endpoint", { skip }, () => 
 test("a refused handshake rejects connect()", { skip }, async () => {
   const client = new LegalAgentWebSocket(WS.replace("/ws/query", "/nope"), { reconnect: false });
   await assert.rejects(client.connect());
+});
+
+test("readSSE parses messages split anywhere, skips comments, joins data lines", { skip }, async () => {
+  const wire = ": connected\n\nevent: document_progress\ndata: {\"a\":\ndata: 1}\n\n: keepalive\n\r\nevent: x\r\ndata: é\r\n\r\n";
+  const bytes = new TextEncoder().encode(wire);
+  const body = new ReadableStream({
+    start(controller) {
+      for (let i = 0; i < bytes.length; i += 3) controller.enqueue(bytes.slice(i, i + 3)); // splits "é" too
+      controller.close();
+    },
+  });
+  const seen = [];
+  for await (const m of readSSE(body)) seen.push(m);
+  assert.deepEqual(seen, [
+    { event: "document_progress", data: '{"a":\n1}', id: null },
+    { event: "x", data: "é", id: null },
+  ]);
+});
+
+test("HTTP calls go to the WebSocket URL's prefix; refusals are ApiError with the code", { skip }, async () => {
+  assert.equal(httpBase("wss://h.example/legal/ws/query"), "https://h.example/legal/");
+  assert.equal(httpBase("ws://h:8000/ws/query"), "http://h:8000/");
+  const client = new LegalAgentWebSocket(WS);
+  assert.equal(client.httpUrl("cases/1/documents"), `${HTTP}/cases/1/documents`);
+  await assert.rejects(client.getDocument(1, "case-1/no such.md"), (err) => {
+    assert.ok(err instanceof ApiError);
+    assert.equal(err.status, 404);
+    assert.equal(err.code, "unknown_case"); // the scripted server has no retrieval engine
+    return true;
+  });
 });

@@ -5,7 +5,8 @@ A topic is one of two kinds:
 * a **stream** (``run_topic(run_id)``): numbered events (``seq``, gapless,
   from 1) with a bounded history, so a late or reconnecting follower can
   continue after any ``seq`` the history still covers; it ends once;
-* a **channel** (:data:`BROADCAST`): live notifications, no history, no seq.
+* a **channel** (:data:`BROADCAST`, ``case_topic(case_id)``): live
+  notifications, no history, no seq.
 
 The bus is four things, each an interface with an in-process and a Redis
 implementation (``bus/memory.py``, ``bus/redis/``):
@@ -44,9 +45,18 @@ def run_topic(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+#: Prefix of the per-case channels (case file progress: ``case_topic``).
+CASE_PREFIX = "case:"
+
+
+def case_topic(case_id: int) -> str:
+    """The channel of one case's document events (ingest progress, changes)."""
+    return f"{CASE_PREFIX}{int(case_id)}"
+
+
 def is_channel(topic: str) -> bool:
     """Channels are live only; every other topic is a numbered stream."""
-    return topic == BROADCAST
+    return topic == BROADCAST or topic.startswith(CASE_PREFIX)
 
 
 class SubscriptionOverflow(Exception):

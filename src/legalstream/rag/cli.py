@@ -8,15 +8,19 @@ client of a running server) can call the same bodies.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from legalstream.rag.engine import RetrievalEngine
+from legalstream.rag.edge_store import StoreLocked
+from legalstream.rag.engine import CaseInfo, DocumentInfo, RetrievalEngine
 from legalstream.rag.ingest import IngestReport, iter_files
 from legalstream.rag.loaders import SUPPORTED
 
@@ -24,8 +28,36 @@ if TYPE_CHECKING:
     from legalstream.settings import Settings
 
 
-def _engine(settings: Settings) -> RetrievalEngine:
-    return RetrievalEngine.from_settings(settings.rag)
+P = ParamSpec("P")
+
+
+class StoreBusy(Exception):
+    """The store is another process's; the command printed why and exits 1."""
+
+
+@contextlib.contextmanager
+def _engine(settings: Settings, console: Console) -> Iterator[RetrievalEngine]:
+    """The engine on the settings' store; a store another process holds is one clear line."""
+    try:
+        engine = RetrievalEngine.from_settings(settings.rag)
+    except StoreLocked as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise StoreBusy from None
+    with engine:
+        yield engine
+
+
+def store_busy_exits(command: Callable[P, int]) -> Callable[P, int]:
+    """A locked store ends the command with exit status 1 (one line, never a traceback)."""
+
+    @functools.wraps(command)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return command(*args, **kwargs)
+        except StoreBusy:
+            return 1
+
+    return wrapped
 
 
 def print_report(report: IngestReport, case_id: int, console: Console) -> None:
@@ -46,6 +78,7 @@ def print_report(report: IngestReport, case_id: int, console: Console) -> None:
     )
 
 
+@store_busy_exits
 def ingest_command(
     settings: Settings,
     path: str | Path,
@@ -65,19 +98,25 @@ def ingest_command(
             f" (supported: {', '.join(sorted(SUPPORTED))})"
         )
         return 1
-    with _engine(settings) as engine:
+    with _engine(settings, console) as engine:
         report = engine.ingest_path(target, case_id, title=title, progress=console.is_terminal)
     print_report(report, case_id, console)
     return 0 if report.ok else 1
 
 
+@store_busy_exits
 def cases_command(settings: Settings, *, console: Console | None = None) -> int:
     console = console or Console()
-    with _engine(settings) as engine:
+    with _engine(settings, console) as engine:
         cases = engine.cases()
+    print_cases(cases, console)
+    return 0
+
+
+def print_cases(cases: list[CaseInfo], console: Console) -> None:
     if not cases:
         console.print("no cases ingested")
-        return 0
+        return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("case", justify="right", no_wrap=True)
     table.add_column("documents", justify="right", no_wrap=True)
@@ -86,16 +125,21 @@ def cases_command(settings: Settings, *, console: Console | None = None) -> int:
     for c in cases:
         table.add_row(str(c.case_id), str(c.documents), str(c.chunks), c.title or "")
     console.print(table)
-    return 0
 
 
+@store_busy_exits
 def documents_command(settings: Settings, case_id: int, *, console: Console | None = None) -> int:
     console = console or Console()
-    with _engine(settings) as engine:
+    with _engine(settings, console) as engine:
         if not engine.case_exists(case_id):
             console.print(f"[yellow]no case {case_id}[/]")
             return 1
         docs = engine.documents(case_id)
+    print_documents(docs, console)
+    return 0
+
+
+def print_documents(docs: list[DocumentInfo], console: Console) -> None:
     # doc ids are never cut (delete --doc-id needs them); the title gives way first.
     id_width = max([len("doc_id"), *(len(d.doc_id) for d in docs)])
     fixed = id_width + 8 + 5 + 6 + 7 + 10 + 3 * 6 + 1  # other columns, 3 spaces between
@@ -117,7 +161,7 @@ def documents_command(settings: Settings, case_id: int, *, console: Console | No
             console.print(
                 f"    {details} — {d.title}", highlight=False, overflow="ellipsis", no_wrap=True
             )
-        return 0
+        return
     title_width = console.width - fixed
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("doc_id", no_wrap=True, min_width=id_width)
@@ -138,7 +182,6 @@ def documents_command(settings: Settings, case_id: int, *, console: Console | No
             d.title if len(d.title) <= title_width else d.title[: title_width - 1] + "…",
         )
     console.print(table)
-    return 0
 
 
 def _day(ts: float) -> str:
@@ -155,6 +198,7 @@ def _size(n: int | None) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
+@store_busy_exits
 def delete_command(
     settings: Settings,
     case_id: int,
@@ -163,7 +207,7 @@ def delete_command(
     console: Console | None = None,
 ) -> int:
     console = console or Console()
-    with _engine(settings) as engine:
+    with _engine(settings, console) as engine:
         if doc_id is None:
             known = engine.case_exists(case_id)
             n = engine.delete_case(case_id)

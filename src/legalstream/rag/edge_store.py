@@ -8,6 +8,9 @@ delete old ones" steps from two ingests never interleave.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,36 @@ def _both(case_id: int) -> qe.FieldCondition:
     return qe.FieldCondition("case_id", match=qe.MatchAny([case_id, staging_case(case_id)]))
 
 
+class StoreLocked(RuntimeError):
+    """Another process has the store open (Qdrant Edge allows one)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"the store {path} is in use by another process (a `legalstream serve` on this "
+            "data directory?): stop it, or let the command go through it (--url)"
+        )
+        self.path = path
+
+
+def store_in_use(path: Path) -> bool:
+    """Whether another process holds the store's WAL lock (what opening it would fail on)."""
+    wal = Path(path) / "wal"
+    if not wal.is_dir():
+        return False
+    fd = os.open(wal, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 class EdgeStore:
     def __init__(
         self, path: Path, dim: int, *, idf_per_case: bool = True, search_threads: int | None = 1
@@ -56,13 +89,19 @@ class EdgeStore:
             # onnxruntime's query embedding on small machines (bench/retrieval.py).
             max_search_threads=search_threads,
         )
-        if self.path.exists() and any(self.path.iterdir()):
-            # Passing the config checks the stored vectors match (e.g. the embedding's
-            # dimension) and applies the search-thread setting.
-            self.shard = qe.EdgeShard.load(str(self.path), config)
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.shard = qe.EdgeShard.create(str(self.path), config)
+        try:
+            if self.path.exists() and any(self.path.iterdir()):
+                # Passing the config checks the stored vectors match (e.g. the embedding's
+                # dimension) and applies the search-thread setting.
+                self.shard = qe.EdgeShard.load(str(self.path), config)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self.shard = qe.EdgeShard.create(str(self.path), config)
+        except Exception as exc:
+            # "failed to open WAL …: Kind(WouldBlock)": the WAL's lock is another process's.
+            if "WouldBlock" in str(exc):
+                raise StoreLocked(self.path) from None
+            raise
         self._ensure_indexes()
 
     def _ensure_indexes(self) -> None:

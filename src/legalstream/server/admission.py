@@ -7,6 +7,8 @@ of a query are written to the audit log.
 
 from __future__ import annotations
 
+import anyio
+
 from legalstream.audit import audit_refused
 from legalstream.bus.base import RunRecord
 from legalstream.events import ErrorCode, Event
@@ -42,7 +44,9 @@ async def start_query(
     client_ip: str | None,
     connection_id: str | None = None,
 ) -> Run:
-    """Check the rate limits, then start the run; raises ``ProtocolError`` when refused."""
+    """Check the case exists and the rate limits, then start the run; raises
+    ``ProtocolError`` when refused."""
+    await check_case(svc, principal, cmd, client_ip=client_ip, connection_id=connection_id)
     if svc.limits is not None:
         limited = await svc.limits.check_query(
             principal, client_ip, svc.runs.active_for(principal.user)
@@ -63,6 +67,27 @@ async def start_query(
         )
     except ServerBusy as exc:
         raise ProtocolError(ErrorCode.SERVER_BUSY, str(exc), status=503) from None
+
+
+async def check_case(
+    svc: Services,
+    principal: Principal,
+    cmd: QueryCommand,
+    *,
+    client_ip: str | None,
+    connection_id: str | None = None,
+) -> None:
+    """A query about a case that does not exist is refused (``unknown_case``), no run.
+
+    Asked of the engine off the loop (two point lookups). Without an engine
+    (an app built with a test producer and no retrieval) every case is admitted.
+    """
+    engine = svc.engine
+    if engine is None:
+        return
+    if not await anyio.to_thread.run_sync(engine.case_exists, cmd.case_id):
+        _refused(principal, cmd, ErrorCode.UNKNOWN_CASE, client_ip, connection_id)
+        raise ProtocolError(ErrorCode.UNKNOWN_CASE, f"no case {cmd.case_id}", status=404)
 
 
 async def check_replay(svc: Services, principal: Principal) -> None:

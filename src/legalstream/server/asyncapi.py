@@ -56,7 +56,13 @@ FRAME_DESCRIPTIONS: dict[EventType, str] = {
     EventType.BROADCAST: "A message to every client (POST /ws/broadcast).",
     EventType.ERROR: "A client message was refused; code says why. The connection stays open.",
     EventType.RESUME_FAILED: "A resume's events are no longer all in history (metadata.lost).",
+    EventType.DOCUMENT_PROGRESS: "Case files SSE only: one document's ingest progress (output_data: IngestProgress and job_id; phases parsing, embedding with chunks_done/chunks_total and eta_seconds, indexing, done or failed with error).",
+    EventType.DOCUMENTS_CHANGED: "Case files SSE only: documents were added (an upload job finished) or removed (a delete); output_data: case_id, job_id (uploads), added, removed.",
+    EventType.INGEST_JOB_DONE: "Case files SSE only: an upload job's last event; output_data: job_id, case_id, ingested, replaced, skipped, failed and files.",
 }
+
+#: Frames of the case files progress stream (SSE), not of /ws/query.
+CASE_TYPES = (EventType.DOCUMENT_PROGRESS, EventType.DOCUMENTS_CHANGED, EventType.INGEST_JOB_DONE)
 
 #: What each client message does (by its ``type``).
 MESSAGE_DESCRIPTIONS: dict[str, str] = {
@@ -84,7 +90,12 @@ LIBRARY_CLOSE_CODES = {
 }
 
 #: Frame types that are not about one run (no run_id and seq).
-_SERVICE_TYPES = {EventType.CONNECTION_ESTABLISHED, EventType.BROADCAST, EventType.ERROR}
+_SERVICE_TYPES = {
+    EventType.CONNECTION_ESTABLISHED,
+    EventType.BROADCAST,
+    EventType.ERROR,
+    *CASE_TYPES,
+}
 
 _NULLABLE = {
     str: {"type": ["string", "null"]},
@@ -97,10 +108,12 @@ _NULLABLE = {
 def asyncapi_document(server: ServerSettings | None = None) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of ``/ws/query`` (defaults: ``ServerSettings()``)."""
     server = server or ServerSettings()
-    frames = {f"frame.{t.value}": _frame_message(t) for t in EventType}
+    frames = {f"frame.{t.value}": _frame_message(t) for t in EventType if t not in CASE_TYPES}
     frames[f"frame.{WS_FRAME_TYPE}"] = _agui_message()
+    case_frames = {f"frame.{t.value}": _frame_message(t) for t in CASE_TYPES}
     client = {f"client.{kind}": _client_message(kind, cls, server) for kind, cls in _commands()}
     channel_messages = {name: {"$ref": f"#/components/messages/{name}"} for name in client | frames}
+    case_messages = {name: {"$ref": f"#/components/messages/{name}"} for name in case_frames}
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -143,7 +156,18 @@ def asyncapi_document(server: ServerSettings | None = None) -> dict[str, Any]:
                         },
                     }
                 },
-            }
+            },
+            "caseDocuments": {
+                "address": "/cases/{case_id}/documents/events",
+                "title": "A case's document events (Server-Sent Events)",
+                "description": (
+                    "HTTP GET, `text/event-stream`: each message is `event: <type>` and "
+                    "`data: <frame JSON>`, with `: keepalive` comments between. Every worker's "
+                    "ingest progress of the case, from the bus (docs/casefiles.md)."
+                ),
+                "parameters": {"case_id": {"description": "The case (an integer)."}},
+                "messages": case_messages,
+            },
         },
         "operations": {
             **{
@@ -161,8 +185,16 @@ def asyncapi_document(server: ServerSettings | None = None) -> dict[str, Any]:
                 "summary": "Every frame the server sends.",
                 "messages": [{"$ref": f"#/channels/query/messages/{name}"} for name in frames],
             },
+            "sendCaseDocumentEvents": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/caseDocuments"},
+                "summary": "A case's ingest progress and document changes, live.",
+                "messages": [
+                    {"$ref": f"#/channels/caseDocuments/messages/{name}"} for name in case_frames
+                ],
+            },
         },
-        "components": {"messages": {**client, **frames}},
+        "components": {"messages": {**client, **frames, **case_frames}},
         "x-close-codes": _close_codes(),
         "x-error-codes": [code.value for code in ErrorCode],
     }
@@ -196,6 +228,8 @@ def _base(hint: Any) -> type:
 def _frame_message(kind: EventType) -> dict[str, Any]:
     properties = _frame_fields()
     required = [key for key in properties if key != "code"]
+    if kind in CASE_TYPES:
+        required.remove("connection_id")  # SSE frames belong to no connection
     properties["type"] = {"const": kind.value}
     if kind not in _SERVICE_TYPES:
         properties["run_id"] = {"type": "string"}
@@ -279,6 +313,54 @@ def _frame_message(kind: EventType) -> dict[str, Any]:
         "payload": {"type": "object", "properties": properties, "required": required},
     }
 
+
+_CASE_PAYLOADS: dict[EventType, dict[str, Any]] = {
+    EventType.DOCUMENT_PROGRESS: {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "name": {"type": "string"},
+            "doc_id": {"type": ["string", "null"]},
+            "case_id": {"type": "integer"},
+            "phase": {"enum": ["parsing", "embedding", "indexing", "done", "failed"]},
+            "status": {"enum": ["ingested", "replaced", "skipped", "failed", None]},
+            "chunks_done": {"type": "integer", "minimum": 0},
+            "chunks_total": {"type": "integer", "minimum": 0},
+            "eta_seconds": {"type": ["number", "null"]},
+            "error": {"type": ["string", "null"]},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "all_chunks_done": {"type": "integer", "minimum": 0},
+            "all_chunks_total": {"type": "integer", "minimum": 0},
+            "file_index": {"type": "integer", "minimum": 1},
+            "files_total": {"type": "integer", "minimum": 1},
+            "time": {"type": "number"},
+        },
+        "required": ["job_id", "name", "case_id", "phase"],
+    },
+    EventType.DOCUMENTS_CHANGED: {
+        "type": "object",
+        "properties": {
+            "case_id": {"type": "integer"},
+            "job_id": {"type": "string"},
+            "added": {"type": "array", "items": {"type": "string"}},
+            "removed": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["case_id", "added", "removed"],
+    },
+    EventType.INGEST_JOB_DONE: {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "case_id": {"type": "integer"},
+            "ingested": {"type": "integer", "minimum": 0},
+            "replaced": {"type": "integer", "minimum": 0},
+            "skipped": {"type": "integer", "minimum": 0},
+            "failed": {"type": "integer", "minimum": 0},
+            "files": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["job_id", "case_id", "ingested", "replaced", "skipped", "failed"],
+    },
+}
 
 _CITATION = {
     "type": "object",

@@ -15,7 +15,8 @@ public key or a JWKS file. ``exp`` and ``sub`` are required; ``aud`` and
 ``cases``
     ``"*"`` or a list of integer case ids the user may query (missing: none).
 ``scope`` / ``scopes``
-    ``"query status"`` or ``["query", "status"]``; ``admin`` implies all.
+    ``"query status"`` or ``["query", "status"]`` (also ``documents``: case file
+    writes); ``admin`` implies all.
 
 Where a WebSocket client may put its credentials, most preferred first
 (docs/security.md):
@@ -45,7 +46,8 @@ from legalstream.settings import AuthSettings, Settings
 
 log = logging.getLogger("legalstream.auth")
 
-SCOPES = frozenset({"query", "status", "admin"})
+#: ``documents``: create and delete cases, upload and delete their documents.
+SCOPES = frozenset({"query", "status", "documents", "admin"})
 
 #: The application subprotocol a browser offers next to its credential.
 PROTOCOL = "legalstream.v1"

@@ -35,10 +35,13 @@ _WHY = {
     400: "Malformed JSON, or a malformed header (code `invalid_json`, `invalid_field`).",
     401: "Missing, malformed or expired bearer token (code `unauthorized`).",
     403: "The token lacks the scope, or may not query the case (`forbidden`, `forbidden_case`).",
-    404: "Unknown or expired run, or another user's (`unknown_run`).",
+    404: "Unknown or expired run, or another user's (`unknown_run`); unknown case (`unknown_case`) or document (`unknown_document`).",
+    409: "The case exists (`case_exists`).",
+    413: "A file or the whole upload is too large (`file_too_large`, `upload_too_large`).",
+    415: "A file type no loader reads (`unsupported_type`).",
     422: "Invalid fields (code names the field's problem: docs/protocol.md).",
     429: "Rate limited (`rate_limited`, `Retry-After` header).",
-    503: "Server busy or the bus unavailable (`server_busy`, `bus_unavailable`); retry.",
+    503: "Server busy, the bus unavailable or the ingest queue full (`server_busy`, `bus_unavailable`, `ingest_busy`); retry.",
 }
 
 
@@ -70,6 +73,198 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 _AUTH = [{"bearer": []}]
 _OBJECT = {"type": "object"}
+_CASE_ID = {
+    "name": "case_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
+}
+_DOC_ID = {
+    "name": "doc_id",
+    "in": "path",
+    "required": True,
+    "description": "The document id (`case-1/complaint.md`); segments URL-encoded, `/` kept.",
+    # No control characters: the route's path convertor does not match a newline.
+    "schema": {"type": "string", "minLength": 1, "pattern": "^[^\\x00-\\x1f\\x7f]+$"},
+}
+_CASE_REF = {"$ref": "#/components/schemas/CaseInfo"}
+_DOC_REF = {"$ref": "#/components/schemas/DocumentInfo"}
+
+
+def _casefile_paths(settings: Settings) -> dict[str, Any]:
+    """``/cases`` (POST) and the case's documents: docs/casefiles.md."""
+    limits = settings.casefiles
+    return {
+        "/cases/{case_id}": {
+            "delete": {
+                "summary": "Delete a case and all its documents. Scope `documents`.",
+                "security": _AUTH,
+                "parameters": [_CASE_ID],
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "case_id": {"type": "integer"},
+                                "deleted_chunks": {"type": "integer", "minimum": 0},
+                            },
+                            "required": ["case_id", "deleted_chunks"],
+                        }
+                    ),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            }
+        },
+        "/cases/{case_id}/documents": {
+            "get": {
+                "summary": "A case's documents (no text). Scope `query`.",
+                "security": _AUTH,
+                "parameters": [_CASE_ID],
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "case_id": {"type": "integer"},
+                                "documents": {"type": "array", "items": _DOC_REF},
+                            },
+                            "required": ["case_id", "documents"],
+                        }
+                    ),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            },
+            "post": {
+                "summary": (
+                    "Upload files (multipart field `file`, repeated; `title` for one file) "
+                    "to ingest; progress on the events stream. Scope `documents`."
+                ),
+                "security": _AUTH,
+                "parameters": [_CASE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "file": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                        "minItems": 1,
+                                        "maxItems": limits.max_files,
+                                    },
+                                    "title": {"type": "string", "minLength": 1},
+                                },
+                                "required": ["file"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Queued; the job's progress is on the events stream.",
+                        "content": {
+                            _JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "job_id": {"type": "string"},
+                                        "case_id": {"type": "integer"},
+                                        "files": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "name": {"type": "string"},
+                                                    "size": {"type": "integer"},
+                                                },
+                                                "required": ["name", "size"],
+                                            },
+                                        },
+                                    },
+                                    "required": ["job_id", "case_id", "files"],
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                },
+            },
+        },
+        "/cases/{case_id}/documents/events": {
+            "get": {
+                "summary": (
+                    "The case's document events, live (SSE): document_progress, "
+                    "documents_changed, ingest_job_done (docs/protocol.md). Scope `query`."
+                ),
+                "security": _AUTH,
+                "parameters": [_CASE_ID],
+                "responses": {
+                    **_ok({"type": "string"}, _SSE, "`event: <type>` / `data: <frame>`."),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            }
+        },
+        "/cases/{case_id}/documents/{doc_id}": {
+            "get": {
+                "summary": (
+                    "A document's metadata and text; with `start` and `end`, the span as "
+                    "`highlight`. Scope `query`."
+                ),
+                "security": _AUTH,
+                "parameters": [
+                    _CASE_ID,
+                    _DOC_ID,
+                    {"name": "start", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "end", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {
+                    **_ok(
+                        {
+                            "allOf": [_DOC_REF],
+                            "type": "object",
+                            "properties": {
+                                "text": {"type": "string"},
+                                "highlight": {
+                                    "type": "object",
+                                    "properties": {
+                                        "start": {"type": "integer"},
+                                        "end": {"type": "integer"},
+                                        "text": {"type": "string"},
+                                    },
+                                    "required": ["start", "end", "text"],
+                                },
+                            },
+                            "required": ["text"],
+                        }
+                    ),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            },
+            "delete": {
+                "summary": "Delete one document. Scope `documents`.",
+                "security": _AUTH,
+                "parameters": [_CASE_ID, _DOC_ID],
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "case_id": {"type": "integer"},
+                                "doc_id": {"type": "string"},
+                                "deleted_chunks": {"type": "integer", "minimum": 0},
+                            },
+                            "required": ["case_id", "doc_id", "deleted_chunks"],
+                        }
+                    ),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            },
+        },
+    }
+
+
 _RUN_ID = {
     "name": "run_id",
     "in": "path",
@@ -181,7 +376,10 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
         },
         "/query": {
             "post": {
-                "summary": "Ask and wait: the WebSocket query's body, one JSON answer. Scope `query`.",
+                "summary": (
+                    "Ask and wait: the WebSocket query's body, one JSON answer. Scope `query`. "
+                    "A case that does not exist: 404 `unknown_case`, no run."
+                ),
                 "security": _AUTH,
                 "requestBody": _body({"$ref": "#/components/schemas/Query"}),
                 "responses": {
@@ -197,7 +395,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                             "required": ["run_id", "status", "answer", "citations"],
                         }
                     ),
-                    **_errors(400, 401, 403, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 422, 429, 503),
                     "499": {
                         "description": "The run was cancelled.",
                         "content": {_JSON: {"schema": {"$ref": "#/components/schemas/RunFailed"}}},
@@ -263,7 +461,36 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                     ),
                     **_errors(401, 403),
                 },
-            }
+            },
+            "post": {
+                "summary": "Create a case (no `case_id`: the next free one). Scope `documents`.",
+                "security": _AUTH,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "title": {"type": "string", "minLength": 1, "maxLength": 500},
+                            "case_id": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
+                        },
+                        "required": ["title"],
+                    }
+                ),
+                "responses": {
+                    "201": {
+                        "description": "Created.",
+                        "content": {
+                            _JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"case": _CASE_REF},
+                                    "required": ["case"],
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 401, 403, 409, 422, 503),
+                },
+            },
         },
         "/metrics": {
             "get": {
@@ -290,6 +517,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
             "get": {"summary": "This document.", "security": [], "responses": _ok(_OBJECT)}
         },
     }
+    paths.update(_casefile_paths(settings))
     if settings.agui.enabled:
         paths[agui] = {
             "post": {
@@ -298,7 +526,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                 "requestBody": _body({"$ref": "#/components/schemas/RunAgentInput"}),
                 "responses": {
                     **_stream("AG-UI events; each has `id: <run_id>:<seq>[.<k>]`."),
-                    **_errors(400, 401, 403, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 422, 429, 503),
                 },
             }
         }
@@ -346,6 +574,36 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
             "schemas": {
                 "Error": _ERROR,
                 "RunId": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"},
+                "CaseInfo": {
+                    "type": "object",
+                    "properties": {
+                        "case_id": {"type": "integer"},
+                        "title": {"type": ["string", "null"]},
+                        "documents": {"type": "integer", "minimum": 0},
+                        "chunks": {"type": "integer", "minimum": 0},
+                        "created_at": {"type": ["number", "null"]},
+                    },
+                    "required": ["case_id", "title", "documents", "chunks"],
+                },
+                "DocumentInfo": {
+                    "type": "object",
+                    "properties": {
+                        "doc_id": {"type": "string"},
+                        "case_id": {"type": "integer"},
+                        "title": {"type": "string"},
+                        "chunks": {"type": "integer"},
+                        "chars": {"type": "integer"},
+                        "pages": {"type": ["integer", "null"]},
+                        "content_hash": {"type": "string"},
+                        "source_path": {"type": ["string", "null"]},
+                        "file_type": {"type": ["string", "null"]},
+                        "size_bytes": {"type": ["integer", "null"]},
+                        "ingested_at": {"type": ["number", "null"]},
+                        "source_name": {"type": ["string", "null"]},
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["doc_id", "case_id", "title", "chunks"],
+                },
                 "Query": {
                     "type": "object",
                     "properties": {

@@ -44,6 +44,8 @@ class Services:
     metrics: Any = None
     #: legalstream.server.limits.Limits: rate limits (None: no limits).
     limits: Any = None
+    #: legalstream.server.ingest_jobs.IngestWorker: upload jobs (None until the engine loads).
+    ingest: Any = None
 
 
 def services(conn: HTTPConnection) -> Services:

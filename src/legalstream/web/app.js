@@ -1,5 +1,6 @@
 // The live web view: pick a case, ask, watch the agent work. Uses legalstream.js.
-import { LegalAgentWebSocket, RunError, ConnectionLostError, UNVERIFIED_CODES } from "./legalstream.js";
+// Every URL is relative to the page (document.baseURI): the app may be mounted under a prefix.
+import { LegalAgentWebSocket, RunError, ConnectionLostError, ApiError, UNVERIFIED_CODES } from "./legalstream.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -26,11 +27,32 @@ const els = {
   citationsEmpty: $("citations-empty"),
   timeline: $("timeline"),
   timelineEmpty: $("timeline-empty"),
+  newCase: $("new-case-button"),
+  newCaseDialog: $("new-case-dialog"),
+  newCaseForm: $("new-case-form"),
+  newCaseName: $("new-case-name"),
+  newCaseCancel: $("new-case-cancel"),
+  documentsCard: $("documents-card"),
+  documentsState: $("documents-state"),
+  documentCount: $("document-count"),
+  dropzone: $("dropzone"),
+  pickFiles: $("pick-files"),
+  fileInput: $("file-input"),
+  documentsAlert: $("documents-alert"),
+  documentsAlertText: $("documents-alert-text"),
+  uploads: $("uploads"),
+  documents: $("documents"),
+  documentsEmpty: $("documents-empty"),
+  reader: $("reader"),
+  readerTitle: $("reader-title"),
+  readerWhere: $("reader-where"),
+  readerBody: $("reader-body"),
+  readerClose: $("reader-close"),
 };
 
 // A JWT for servers in auth mode "jwt" (set it once: sessionStorage["legalstream.token"] = "...").
 const token = sessionStorage.getItem("legalstream.token") || null;
-const client = new LegalAgentWebSocket(undefined, { token });
+const client = new LegalAgentWebSocket(undefined, { token }); // ws(s)://<page base>ws/query
 window.legalstream = client; // for the console and tests
 
 let current = null; // the RunHandle being shown
@@ -149,30 +171,326 @@ els.bannerRetry.addEventListener("click", () => {
 
 // ---------------------------------------------------------------- cases
 
-async function loadCases() {
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+/** "Case 1 · Storage dispute · 4 documents" */
+function caseLabel(c) {
+  const bits = [`Case ${c.case_id}`];
+  if (c.title) bits.push(c.title);
+  if (c.documents != null) bits.push(`${c.documents} document${c.documents === 1 ? "" : "s"}`);
+  return bits.join(" · ");
+}
+
+/** Fill the case picker; keeps the selection (or selects `select`). */
+async function loadCases(select = null) {
+  const keep = select ?? els.caseSelect.value;
   let cases = [];
   try {
-    const response = await fetch("/cases", { headers });
-    if (response.status === 401 || response.status === 403) {
-      showAlert("This server requires sign-in: set sessionStorage['legalstream.token'] to a JWT and reload.");
-    } else if (response.ok) {
-      cases = (await response.json()).cases || [];
-    }
+    cases = await client.listCases();
   } catch (err) {
-    showAlert(`Could not load the list of cases: ${err.message || err}`);
+    if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+      showAlert("This server requires sign-in: set sessionStorage['legalstream.token'] to a JWT and reload.");
+    } else {
+      showAlert(`Could not load the list of cases: ${err.message || err}`);
+    }
   }
   els.caseSelect.replaceChildren();
   if (!cases.length) {
     els.caseSelect.append(el("option", { value: "1", text: "Case 1" }), el("option", { value: "2", text: "Case 2" }));
+  }
+  for (const c of cases) els.caseSelect.append(el("option", { value: String(c.case_id), text: caseLabel(c) }));
+  if (keep && [...els.caseSelect.options].some((o) => o.value === String(keep))) els.caseSelect.value = String(keep);
+  caseFiles.show(Number.parseInt(els.caseSelect.value, 10));
+}
+
+els.caseSelect.addEventListener("change", () => caseFiles.show(Number.parseInt(els.caseSelect.value, 10)));
+
+els.newCase.addEventListener("click", () => {
+  els.newCaseName.value = "";
+  els.newCaseDialog.showModal();
+  els.newCaseName.focus();
+});
+els.newCaseCancel.addEventListener("click", () => els.newCaseDialog.close());
+els.newCaseForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const title = els.newCaseName.value.trim();
+  if (!title) {
+    els.newCaseName.focus();
     return;
   }
-  for (const c of cases) {
-    const bits = [c.title || `Case ${c.case_id}`];
-    if (c.documents != null) bits.push(`${c.documents} documents`);
-    els.caseSelect.append(el("option", { value: String(c.case_id), text: bits.join(" · ") }));
+  try {
+    const created = await client.createCase(title);
+    els.newCaseDialog.close();
+    await loadCases(created.case_id);
+  } catch (err) {
+    els.newCaseDialog.close();
+    showAlert(`Could not create the case: ${err.message || err}`);
+  }
+});
+
+// ---------------------------------------------------------------- case files
+
+function bytes(n) {
+  if (!Number.isFinite(n)) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function when(unix) {
+  if (!Number.isFinite(unix)) return "";
+  return new Date(unix * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+const PHASES = { queued: "Queued", parsing: "Reading", embedding: "Embedding", indexing: "Indexing" };
+
+/** The selected case's documents: live upload progress (SSE), the list, upload and delete. */
+class CaseFiles {
+  constructor() {
+    this.caseId = null;
+    this.watch = null;
+    this.live = ""; // the stream's state: open | reconnecting | closed
+    this.uploads = new Map(); // job_id + name -> row
+  }
+
+  show(caseId) {
+    if (!Number.isInteger(caseId)) return;
+    // The same case again: keep its stream unless the server refused it (a case made since).
+    if (caseId === this.caseId && this.live !== "closed") return;
+    this.caseId = caseId;
+    this.live = "";
+    this.watch?.close();
+    this.uploads.clear();
+    els.uploads.replaceChildren();
+    els.documentsAlert.hidden = true;
+    els.documentsCard.dataset.live = "";
+    const watch = client.watchDocuments(caseId, (e) => this.onEvent(caseId, e), {
+      onStatus: (s) => {
+        if (this.watch !== watch) return;
+        this.live = s.state;
+        els.documentsCard.dataset.live = s.state;
+        els.documentsState.textContent = s.state === "open" ? "" : s.state === "reconnecting" ? "Reconnecting…" : "";
+      },
+    });
+    this.watch = watch;
+    this.refresh();
+  }
+
+  async refresh() {
+    const caseId = this.caseId;
+    let docs;
+    try {
+      docs = await client.listDocuments(caseId);
+    } catch (err) {
+      if (caseId !== this.caseId) return;
+      els.documents.replaceChildren();
+      els.documentCount.textContent = "";
+      els.documentsEmpty.hidden = false;
+      els.documentsEmpty.textContent =
+        err instanceof ApiError && err.code === "unknown_case"
+          ? "This case has no documents yet: add some."
+          : `Could not list the documents: ${err.message || err}`;
+      return;
+    }
+    if (caseId !== this.caseId) return;
+    this.render(docs);
+  }
+
+  render(docs) {
+    els.documents.replaceChildren();
+    els.documentCount.textContent = docs.length ? `(${docs.length})` : "";
+    els.documentsEmpty.hidden = docs.length > 0;
+    els.documentsEmpty.textContent = "No documents in this case yet: add some.";
+    for (const d of docs) {
+      const facts = [
+        d.file_type ? d.file_type.toUpperCase() : null,
+        d.pages != null ? `${d.pages} page${d.pages === 1 ? "" : "s"}` : null,
+        `${d.chunks} chunk${d.chunks === 1 ? "" : "s"}`,
+        bytes(d.size_bytes ?? NaN) || null,
+        d.ingested_at ? `added ${when(d.ingested_at)}` : null,
+      ].filter(Boolean);
+      const remove = el("button", { type: "button", class: "link-button delete", text: "Delete", "aria-label": `Delete ${d.title}` });
+      remove.addEventListener("click", () => this.remove(d));
+      els.documents.append(
+        el(
+          "li",
+          { class: "doc", "data-doc-id": d.doc_id },
+          el("div", { class: "doc-title", text: d.title || d.doc_id }),
+          el("div", { class: "doc-facts", text: facts.join(" · ") }),
+          remove,
+        ),
+      );
+    }
+  }
+
+  async remove(doc) {
+    if (!confirm(`Delete “${doc.title || doc.doc_id}” from case ${doc.case_id}? Its passages will no longer be searched.`)) return;
+    try {
+      await client.deleteDocument(doc.case_id, doc.doc_id);
+    } catch (err) {
+      this.alert(`Could not delete ${doc.title || doc.doc_id}: ${err.message || err}`);
+    }
+    this.refresh();
+    loadCases();
+  }
+
+  alert(text) {
+    els.documentsAlert.hidden = false;
+    els.documentsAlertText.textContent = text;
+  }
+
+  async upload(files) {
+    files = [...files];
+    const caseId = this.caseId;
+    if (!files.length || !Number.isInteger(caseId)) return;
+    els.documentsAlert.hidden = true;
+    const pending = files.map((f) => this.row("", f.name, "Uploading…"));
+    try {
+      await this.watch?.ready; // progress events go to the stream: be listening first
+      const reply = await client.uploadDocuments(caseId, files);
+      pending.forEach((row, i) => {
+        const name = reply.files?.[i]?.name ?? files[i].name;
+        this.uploads.delete(`\u0000${files[i].name}`);
+        const existing = this.uploads.get(`${reply.job_id}\u0000${name}`);
+        if (existing) row.item.remove(); // its progress already arrived
+        else {
+          row.job = reply.job_id;
+          this.uploads.set(`${reply.job_id}\u0000${name}`, row);
+          if (row.phase === "uploading") this.set(row, { phase: "queued" });
+        }
+      });
+    } catch (err) {
+      const why = err instanceof ApiError ? `${err.message}${err.code ? ` (${err.code})` : ""}` : err.message || String(err);
+      for (const row of pending) this.set(row, { phase: "failed", status: "failed", error: why });
+    }
+  }
+
+  /** The progress row of one file of a job (made on first sight). */
+  row(job, name, text = "Queued") {
+    const key = `${job}\u0000${name}`;
+    let row = this.uploads.get(key);
+    if (row) return row;
+    const bar = el("progress", { max: 1, value: 0, "aria-label": `Progress of ${name}` });
+    const state = el("span", { class: "upload-state", text });
+    const item = el("li", { class: "upload", "data-phase": "uploading", "data-name": name }, el("div", { class: "upload-name", text: name }), bar, state);
+    els.uploads.prepend(item);
+    row = { item, bar, state, phase: "uploading", job };
+    this.uploads.set(key, row);
+    return row;
+  }
+
+  set(row, p) {
+    row.phase = p.phase;
+    row.item.dataset.phase = p.phase;
+    if (p.phase === "done" || p.phase === "failed") {
+      const ok = p.phase === "done" && p.status !== "failed";
+      row.item.dataset.phase = ok ? "done" : "failed";
+      row.bar.max = 1;
+      row.bar.value = ok ? 1 : 0;
+      row.state.textContent = ok
+        ? p.status === "skipped"
+          ? "Unchanged: already in the case"
+          : p.status === "missed"
+            ? "Finished"
+          : `Done: ${p.chunks_total ?? 0} chunks${p.status === "replaced" ? " (replaced the earlier version)" : ""}`
+        : `Failed: ${p.error || "unknown reason"}`;
+      return;
+    }
+    const total = p.chunks_total || 0;
+    if (p.phase === "embedding" && total) {
+      row.bar.max = total;
+      row.bar.value = p.chunks_done || 0;
+    } else row.bar.removeAttribute("value"); // indeterminate
+    const bits = [PHASES[p.phase] ?? p.phase];
+    if (total) bits.push(`${p.chunks_done || 0} of ${total} chunks`);
+    if (Number.isFinite(p.eta_seconds) && p.phase === "embedding") bits.push(`about ${Math.ceil(p.eta_seconds)} s left`);
+    row.state.textContent = bits.join(" · ");
+  }
+
+  onEvent(caseId, { type, data }) {
+    if (caseId !== this.caseId) return;
+    if (type === "document_progress") {
+      const row = this.uploads.get(`${data.job_id}\u0000${data.name}`) ?? this.row(data.job_id, data.name);
+      this.set(row, data);
+    } else if (type === "documents_changed") {
+      this.refresh();
+      loadCases();
+    } else if (type === "ingest_job_done") {
+      // Rows that never saw their last event (the stream dropped): the job is over.
+      for (const row of this.uploads.values()) {
+        if (row.job === data.job_id && row.phase !== "done" && row.phase !== "failed") {
+          // Its last progress event was missed: say only that it finished (the list tells the rest).
+          this.set(row, { phase: "done", status: "missed" });
+        }
+      }
+    }
   }
 }
+
+const caseFiles = new CaseFiles();
+
+els.pickFiles.addEventListener("click", () => els.fileInput.click());
+els.fileInput.addEventListener("change", () => {
+  caseFiles.upload(els.fileInput.files);
+  els.fileInput.value = "";
+});
+for (const type of ["dragenter", "dragover"]) {
+  els.dropzone.addEventListener(type, (ev) => {
+    ev.preventDefault();
+    els.dropzone.classList.add("over");
+  });
+}
+els.dropzone.addEventListener("dragleave", () => els.dropzone.classList.remove("over"));
+els.dropzone.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  els.dropzone.classList.remove("over");
+  if (ev.dataTransfer?.files?.length) caseFiles.upload(ev.dataTransfer.files);
+});
+
+// ---------------------------------------------------------------- citation reader
+
+/** Open the cited document with [char_start, char_end) marked and scrolled into view. */
+async function openReader(c) {
+  const where = [c.section, c.page != null ? `page ${c.page}` : null].filter(Boolean).join(" · ");
+  els.readerTitle.textContent = c.title || c.doc_id;
+  els.readerWhere.textContent = where;
+  els.readerBody.replaceChildren(el("p", { class: "placeholder", text: "Loading the document…" }));
+  if (!els.reader.open) els.reader.showModal();
+  const caseId = c.case_id ?? Number.parseInt(els.caseSelect.value, 10);
+  let doc;
+  try {
+    try {
+      doc = await client.getDocument(caseId, c.doc_id, { start: c.char_start, end: c.char_end });
+    } catch (err) {
+      // The document changed since the answer (span out of range): show it unmarked.
+      if (!(err instanceof ApiError && err.code === "invalid_field")) throw err;
+      doc = await client.getDocument(caseId, c.doc_id);
+    }
+  } catch (err) {
+    els.readerBody.replaceChildren(el("p", { class: "placeholder", text: `Could not open the document: ${err.message || err}` }));
+    return;
+  }
+  const text = doc.text || "";
+  // The server's cut of the span (it checked it against this text).
+  const start = doc.highlight?.start;
+  const end = doc.highlight?.end;
+  els.readerTitle.textContent = doc.title || c.title || c.doc_id;
+  const facts = [where, doc.pages != null ? `${doc.pages} pages` : null].filter(Boolean);
+  els.readerWhere.textContent = facts.join(" · ");
+  const body = el("div", { class: "reader-text" });
+  if (Number.isInteger(start) && Number.isInteger(end) && start >= 0 && end <= text.length && start < end) {
+    const mark = el("mark", { text: text.slice(start, end) });
+    body.append(text.slice(0, start), mark, text.slice(end));
+    els.readerBody.replaceChildren(body);
+    mark.scrollIntoView({ block: "center" });
+  } else {
+    body.textContent = text;
+    els.readerBody.replaceChildren(body);
+  }
+}
+
+els.readerClose.addEventListener("click", () => els.reader.close());
+els.reader.addEventListener("click", (ev) => {
+  if (ev.target === els.reader) els.reader.close(); // the backdrop
+});
 
 // ---------------------------------------------------------------- timeline
 
@@ -498,6 +816,18 @@ function showUnverified(code, grounding) {
   els.answer.classList.add("unverified-answer");
 }
 
+/** The citation's document title: a button opening the reader at the quoted span. */
+function citeOpen(c) {
+  const button = el("button", {
+    type: "button",
+    class: "link-button cite-title",
+    text: c.title || c.doc_id,
+    title: "Read it in the document",
+  });
+  button.addEventListener("click", () => openReader(c));
+  return button;
+}
+
 function renderCitations(citations) {
   els.citations.replaceChildren();
   els.citationCount.textContent = citations.length ? `(${citations.length})` : "";
@@ -514,7 +844,7 @@ function renderCitations(citations) {
           "div",
           { class: "cite-head" },
           el("span", { class: "cite-n", text: `[${n}]` }),
-          el("span", { class: "cite-title", text: c.title || c.doc_id }),
+          citeOpen(c),
           where ? el("span", { class: "cite-where", text: where }) : null,
         ),
         quoteBlock(c.quote || ""),

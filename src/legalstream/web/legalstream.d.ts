@@ -24,7 +24,11 @@ export type EventType =
   | "thinking_end"
   | "broadcast"
   | "error"
-  | "resume_failed";
+  | "resume_failed"
+  // Case files: messages of GET /cases/{id}/documents/events (SSE), not WebSocket frames.
+  | "document_progress"
+  | "documents_changed"
+  | "ingest_job_done";
 
 /** The frames a run ends with: exactly one per run. */
 export type FinalEventType = "agent_execution_complete" | "agent_execution_error";
@@ -58,7 +62,16 @@ export type ErrorCode =
   | "run_not_finished"
   | "history_lost"
   | "worker_lost"
-  | "internal_error";
+  | "internal_error"
+  // Case files: HTTP replies (unknown_case also refuses a query).
+  | "unknown_case"
+  | "case_exists"
+  | "unknown_document"
+  | "file_too_large"
+  | "upload_too_large"
+  | "unsupported_type"
+  | "invalid_upload"
+  | "ingest_busy";
 
 /** Every server frame: the seed's event structure plus run_id, seq, connection_id. */
 export interface LegalStreamEvent {
@@ -167,7 +180,8 @@ export interface ConnectionStatus {
 }
 
 export interface LegalStreamOptions {
-  /** A JWT; traded for a single-use ticket via POST /ws/ticket before each (re)connect. */
+  /** A JWT; traded for a single-use ticket via POST /ws/ticket before each (re)connect, and
+   * sent as `Authorization: Bearer` on the HTTP calls (case files). */
   token?: string | null;
   /** Returns a ticket (e.g. from your own backend); takes precedence over token. */
   ticketProvider?: (() => string | Promise<string>) | null;
@@ -188,9 +202,104 @@ export interface LegalStreamOptions {
   debug?: boolean;
   /** WebSocket implementation (default globalThis.WebSocket). */
   WebSocket?: typeof WebSocket;
-  /** fetch implementation for POST /ws/ticket (default globalThis.fetch). */
+  /** fetch implementation for POST /ws/ticket and the HTTP calls (default globalThis.fetch). */
   fetch?: typeof fetch;
 }
+
+/** A case (GET /cases, POST /cases). */
+export interface CaseInfo {
+  case_id: number;
+  title: string | null;
+  documents: number;
+  chunks: number;
+  created_at: number | null;
+}
+
+/** One document of a case (GET /cases/{id}/documents). */
+export interface DocumentInfo {
+  doc_id: string;
+  case_id: number;
+  title: string;
+  chunks: number;
+  chars: number;
+  pages: number | null;
+  content_hash: string;
+  source_path: string | null;
+  file_type: "pdf" | "docx" | "html" | "markdown" | "text" | null;
+  size_bytes: number | null;
+  /** Unix time of the last write of this document. */
+  ingested_at: number | null;
+  source_name: string | null;
+  warnings: string[];
+}
+
+/** GET /cases/{id}/documents/{doc_id}: the text citations index into (char_start/char_end). */
+export interface DocumentText extends DocumentInfo {
+  text: string;
+  /** With start/end: the span, as the server cut it. */
+  highlight?: { start: number; end: number; text: string };
+}
+
+/** The reply to an upload (202): the job whose progress the case's event stream reports. */
+export interface UploadAccepted {
+  job_id: string;
+  case_id: number;
+  files: { name: string; size: number }[];
+}
+
+/** data of a document_progress event: one file of an ingest job. */
+export interface DocumentProgress {
+  job_id: string;
+  name: string;
+  doc_id: string | null;
+  case_id: number;
+  phase: "parsing" | "embedding" | "indexing" | "done" | "failed";
+  /** Set when the phase is done or failed: ingested | replaced | skipped | failed. */
+  status: string | null;
+  chunks_done: number;
+  chunks_total: number;
+  eta_seconds: number | null;
+  error: string | null;
+  warnings: string[];
+  file_index: number;
+  files_total: number;
+}
+
+/** One message of GET /cases/{id}/documents/events. */
+export type DocumentEvent =
+  | { type: "document_progress"; data: DocumentProgress; event: LegalStreamEvent }
+  | {
+      type: "documents_changed";
+      data: { case_id: number; job_id?: string; added: string[]; removed: string[] };
+      event: LegalStreamEvent;
+    }
+  | {
+      type: "ingest_job_done";
+      data: { job_id: string; case_id: number; ingested: number; replaced: number; skipped: number; failed: number };
+      event: LegalStreamEvent;
+    };
+
+export interface DocumentWatch {
+  /** Resolves once the event stream is open (start uploads after it, to see all their progress). */
+  readonly ready: Promise<void>;
+  close(): void;
+}
+
+/** An HTTP call the server refused. */
+export class ApiError extends Error {
+  readonly status: number;
+  /** The reply's error code (ErrorCode), when it had one. */
+  readonly code: string | null;
+  readonly body: unknown;
+}
+
+/** The messages of a text/event-stream body (what EventSource does, without its header limits). */
+export function readSSE(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<{ event: string; data: string; id: string | null }>;
+
+/** ws://host/prefix/ws/query -> http://host/prefix/ */
+export function httpBase(wsUrl: string): string;
 
 export class RunError extends Error {
   readonly code: string | null;
@@ -224,6 +333,7 @@ export class RunHandle implements PromiseLike<RunResult> {
 }
 
 export class LegalAgentWebSocket {
+  /** url: ws(s) URL of /ws/query; default ws/query resolved against the page's base (document.baseURI). */
   constructor(url?: string, options?: LegalStreamOptions);
   readonly url: string;
   /** The raw socket of the current connection (null while disconnected). */
@@ -244,6 +354,30 @@ export class LegalAgentWebSocket {
   off(eventType: string, handler: (...args: any[]) => void): void;
   handleEvent(event: LegalStreamEvent): void;
   disconnect(): void;
+
+  // Case files over HTTP: the same server (httpBase(url)) and the same token (as a Bearer header).
+  /** The URL of an HTTP route of the server, e.g. httpUrl("cases"). */
+  httpUrl(path: string): string;
+  /** One HTTP call; the parsed JSON reply, or throws ApiError. */
+  request(method: string, path: string, init?: { json?: unknown; body?: BodyInit; signal?: AbortSignal }): Promise<any>;
+  listCases(): Promise<CaseInfo[]>;
+  /** Without caseId the server picks the next free id; ApiError "case_exists" if taken. */
+  createCase(title: string, caseId?: number | null): Promise<CaseInfo>;
+  deleteCase(caseId: number): Promise<{ case_id: number; deleted_chunks: number }>;
+  listDocuments(caseId: number): Promise<DocumentInfo[]>;
+  uploadDocuments(
+    caseId: number,
+    files: Iterable<File | Blob>,
+    options?: { title?: string; signal?: AbortSignal },
+  ): Promise<UploadAccepted>;
+  getDocument(caseId: number, docId: string, span?: { start?: number; end?: number }): Promise<DocumentText>;
+  deleteDocument(caseId: number, docId: string): Promise<{ case_id: number; doc_id: string; deleted_chunks: number }>;
+  /** Follow a case's ingest progress (SSE read with fetch, so a token works); reconnects after retryMs. */
+  watchDocuments(
+    caseId: number,
+    onEvent: (event: DocumentEvent) => void,
+    options?: { retryMs?: number; onStatus?: (status: { state: "open" | "reconnecting" | "closed"; error?: unknown }) => void },
+  ): DocumentWatch;
 }
 
 export function ticketUrl(wsUrl: string): string;

@@ -1,7 +1,7 @@
 // legalstream JavaScript client — an ES module, no build step.
 //
 //   import { LegalAgentWebSocket } from "/static/legalstream.js";
-//   const client = new LegalAgentWebSocket();            // ws(s)://<this host>/ws/query
+//   const client = new LegalAgentWebSocket();            // ws(s)://<page base>ws/query
 //   await client.connect();
 //   client.on("agent_execution_complete", (e) => console.log(e.output_data.answer));
 //   client.sendQuery("What was the defendant's response?", 1);   // the seed's usage
@@ -47,12 +47,100 @@ export class ConnectionLostError extends Error {
   }
 }
 
-function defaultUrl() {
-  const loc = globalThis.location;
-  if (loc && /^https?:$/.test(loc.protocol)) {
-    return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws/query`;
+/** An HTTP call the server refused: its status, `code` (events.py ErrorCode) and message. */
+export class ApiError extends Error {
+  constructor(status, code, message, body = null) {
+    super(code ? `${code}: ${message}` : message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code ?? null;
+    this.body = body;
   }
-  return "ws://localhost:8000/ws/query";
+}
+
+/** The page's base URL (document.baseURI), when the module runs in a page served over http(s). */
+function pageBase() {
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  return typeof base === "string" && /^https?:/.test(base) ? base : null;
+}
+
+/** ws(s)://<page base>ws/query: the app may be mounted under a prefix (/legal/). */
+function defaultUrl() {
+  const base = pageBase();
+  if (!base) return "ws://localhost:8000/ws/query";
+  const u = new URL("ws/query", base);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  u.search = "";
+  u.hash = "";
+  return u.toString();
+}
+
+/** ws://host/prefix/ws/query -> http://host/prefix/ (the base of the server's HTTP routes) */
+export function httpBase(wsUrl) {
+  const u = new URL(wsUrl);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  u.pathname = u.pathname.replace(/[^/]*\/[^/]*$/, "");
+  u.search = "";
+  u.hash = "";
+  return u.toString();
+}
+
+/** "case-1/a b.md" -> "case-1/a%20b.md": each segment encoded, the slashes kept. */
+function docPath(docId) {
+  return String(docId).split("/").map(encodeURIComponent).join("/");
+}
+
+/**
+ * The messages of a text/event-stream body: {event, data, id}. EventSource cannot
+ * send an Authorization header, so the stream is read with fetch() and parsed here.
+ */
+export async function* readSSE(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = "";
+  let data = [];
+  let id = null;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      const lines = buffer.split("\n");
+      buffer = lines.pop();
+      for (let line of lines) {
+        if (line.endsWith("\r")) line = line.slice(0, -1);
+        if (line === "") {
+          if (data.length) yield { event: event || "message", data: data.join("\n"), id };
+          event = "";
+          data = [];
+        } else if (!line.startsWith(":")) {
+          const i = line.indexOf(":");
+          const field = i < 0 ? line : line.slice(0, i);
+          const text = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+          if (field === "event") event = text;
+          else if (field === "data") data.push(text);
+          else if (field === "id") id = text;
+        }
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+async function apiError(response) {
+  const text = await response.text().catch(() => "");
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  // rest.py's shape is {"error": message, "code": code}; {"error": {code, message}} is read too.
+  const nested = body && typeof body.error === "object" ? body.error : null;
+  const code = nested?.code ?? body?.code ?? null;
+  const message = nested?.message ?? (typeof body?.error === "string" ? body.error : text.slice(0, 200));
+  return new ApiError(response.status, code, message || `HTTP ${response.status}`, body);
 }
 
 /** ws://host/prefix/ws/query -> http://host/prefix/ws/ticket */
@@ -199,7 +287,7 @@ export class RunHandle {
 
 export class LegalAgentWebSocket {
   /**
-   * @param {string} [url] ws(s) URL of /ws/query (default: this page's host, else localhost:8000)
+   * @param {string} [url] ws(s) URL of /ws/query (default: ws/query under this page's base URL, else localhost:8000)
    * @param {object} [options] see legalstream.d.ts (LegalStreamOptions)
    */
   constructor(url = defaultUrl(), options = {}) {
@@ -329,6 +417,120 @@ export class LegalAgentWebSocket {
   async cancel(runId) {
     await this._whenOpen();
     this.ws.send(JSON.stringify({ type: "cancel", run_id: runId }));
+  }
+
+  // -- case files over HTTP (same server, same token) -------------------------------------
+
+  /** The URL of one of the server's HTTP routes, e.g. httpUrl("cases") -> http://host/prefix/cases. */
+  httpUrl(path) {
+    return new URL(String(path).replace(/^\//, ""), httpBase(this.url)).toString();
+  }
+
+  _authHeaders(extra = {}) {
+    return this.options.token ? { ...extra, Authorization: `Bearer ${this.options.token}` } : extra;
+  }
+
+  /** One HTTP call: the parsed JSON reply, or throws ApiError. `json` is sent as the body. */
+  async request(method, path, { json, body, signal } = {}) {
+    const headers = this._authHeaders(json === undefined ? {} : { "Content-Type": "application/json" });
+    const response = await this._fetch(this.httpUrl(path), {
+      method,
+      headers,
+      body: json === undefined ? body : JSON.stringify(json),
+      signal,
+    });
+    if (!response.ok) throw await apiError(response);
+    const text = await response.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  async listCases() {
+    return (await this.request("GET", "cases")).cases ?? [];
+  }
+
+  /** POST /cases; without caseId the server picks the next free id. Resolves with the CaseInfo. */
+  async createCase(title, caseId = null) {
+    const json = caseId == null ? { title } : { title, case_id: caseId };
+    return (await this.request("POST", "cases", { json })).case;
+  }
+
+  deleteCase(caseId) {
+    return this.request("DELETE", `cases/${caseId}`);
+  }
+
+  async listDocuments(caseId) {
+    return (await this.request("GET", `cases/${caseId}/documents`)).documents ?? [];
+  }
+
+  /** Upload files (File or Blob) to a case; resolves with {job_id, case_id, files}. Progress: watchDocuments. */
+  uploadDocuments(caseId, files, { title, signal } = {}) {
+    const form = new FormData();
+    for (const file of files) form.append("file", file, file.name ?? "upload");
+    if (title) form.append("title", title);
+    return this.request("POST", `cases/${caseId}/documents`, { body: form, signal });
+  }
+
+  /** A document's text and metadata; with start/end also `highlight: {start, end, text}`. */
+  getDocument(caseId, docId, { start, end } = {}) {
+    const query = start != null && end != null ? `?start=${start}&end=${end}` : "";
+    return this.request("GET", `cases/${caseId}/documents/${docPath(docId)}${query}`);
+  }
+
+  deleteDocument(caseId, docId) {
+    return this.request("DELETE", `cases/${caseId}/documents/${docPath(docId)}`);
+  }
+
+  /**
+   * Follow a case's ingest events (GET /cases/{id}/documents/events, SSE read with fetch so
+   * the token goes in a header). `onEvent({type, data, event})`: type is document_progress,
+   * documents_changed or ingest_job_done, data its payload, event the envelope. Reconnects
+   * after `retryMs` when the stream drops. `ready` resolves once the stream is open.
+   */
+  watchDocuments(caseId, onEvent, { retryMs = 2000, onStatus = null } = {}) {
+    const controller = new AbortController();
+    const { signal } = controller;
+    let opened;
+    const ready = new Promise((resolve) => (opened = resolve));
+    const status = (s) => onStatus?.(s);
+    const run = async () => {
+      while (!signal.aborted) {
+        try {
+          const response = await this._fetch(this.httpUrl(`cases/${caseId}/documents/events`), {
+            headers: this._authHeaders({ Accept: "text/event-stream" }),
+            signal,
+          });
+          if (!response.ok) throw await apiError(response);
+          opened();
+          status({ state: "open" });
+          for await (const message of readSSE(response.body)) {
+            let envelope;
+            try {
+              envelope = JSON.parse(message.data);
+            } catch {
+              continue;
+            }
+            // The data is an event envelope (events.py): the payload is its output_data.
+            const data = envelope && "output_data" in envelope ? (envelope.output_data ?? {}) : envelope;
+            try {
+              onEvent({ type: message.event === "message" ? envelope?.type : message.event, data, event: envelope });
+            } catch (err) {
+              console.error("legalstream: documents handler failed", err);
+            }
+          }
+        } catch (err) {
+          if (signal.aborted) return;
+          if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429) {
+            status({ state: "closed", error: err });
+            return; // refused (no such case, no access): retrying cannot help
+          }
+          status({ state: "reconnecting", error: err });
+        }
+        if (signal.aborted) return;
+        await new Promise((r) => setTimeout(r, retryMs));
+      }
+    };
+    run();
+    return { ready, close: () => controller.abort() };
   }
 
   // -- internals: connection --------------------------------------------------------

@@ -12,6 +12,8 @@
     P:workers               ZSET worker -> expiry (an index; the key's TTL decides).
     P:wake:<worker>         Stream used only to wake this worker's blocked XREAD.
     P:broadcast             Pub/Sub channel: broadcast events.
+    P:cases                 Pub/Sub channel: every case's document events,
+                            each message "case:<id>\n<event>".
     P:control               Pub/Sub channel: cross-worker attach/detach/cancel.
 
 Why the seq is the entry ID (not only a field): ``XRANGE P:run:x <n+1>-0 +``

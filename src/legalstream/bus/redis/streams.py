@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 
 from legalstream.bus.base import (
     BROADCAST,
+    CASE_PREFIX,
     BusUnavailable,
     History,
     RunRecord,
@@ -49,6 +50,9 @@ from legalstream.bus.redis.records import RedisRunRecords
 from legalstream.bus.redis.scripts import Scripts
 from legalstream.events import Event, decode_event
 from legalstream.settings import BusSettings
+
+#: The one Pub/Sub channel of every case channel (``case:<id>`` topics).
+CASES_CHANNEL = "cases"
 
 log = logging.getLogger("legalstream.bus.redis")
 
@@ -99,6 +103,9 @@ class RedisTransport:
         self._down = False
         self._started = False
         pubsub.on(keys.channel(BROADCAST), self._on_channel)
+        # Every case channel shares one Pub/Sub channel (handlers are fixed before
+        # start): each message is "<topic>\n<event>", and the hub fans out by topic.
+        pubsub.on(keys.channel(CASES_CHANNEL), self._on_case_channel)
 
     def bind(self, sink: TransportSink) -> None:
         self._sink = sink
@@ -183,13 +190,26 @@ class RedisTransport:
         return last
 
     async def publish_channel(self, topic: str, event: Event) -> None:
+        if topic.startswith(CASE_PREFIX):
+            channel, data = (
+                self._keys.channel(CASES_CHANNEL),
+                topic.encode() + b"\n" + event.encoded,
+            )
+        else:
+            channel, data = self._keys.channel(topic), event.encoded
         with guard("publish"):
-            await self._conn.commands.publish(self._keys.channel(topic), event.encoded)
+            await self._conn.commands.publish(channel, data)
 
     def _on_channel(self, raw: bytes) -> None:
         event = decode_event(raw)
         event._encoded = raw
         self._hub().deliver(BROADCAST, [event])
+
+    def _on_case_channel(self, raw: bytes) -> None:
+        topic, _, encoded = raw.partition(b"\n")
+        event = decode_event(encoded)
+        event._encoded = encoded
+        self._hub().deliver(topic.decode(), [event])
 
     # -- reads ----------------------------------------------------------------------
 
