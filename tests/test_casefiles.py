@@ -66,11 +66,11 @@ class SearchRunner:
         return RunOutcome(answer=json.dumps(chunks), citations=[])
 
 
-def casefile_settings(data_dir: Path, **casefiles: Any) -> Settings:
-    return Settings(
-        rag={"data_dir": data_dir, "ingest_sample_on_start": False},
-        casefiles=casefiles,
-    )
+def casefile_settings(data_dir: Path, store: str = "edge", **casefiles: Any) -> Settings:
+    rag: dict[str, Any] = {"data_dir": data_dir, "ingest_sample_on_start": False, "store": store}
+    if store == "qdrant":  # qdrant-client's local mode: the Qdrant server code path, in process
+        rag["qdrant_path"] = ":memory:"
+    return Settings(rag=rag, casefiles=casefiles)
 
 
 @contextlib.contextmanager
@@ -87,10 +87,12 @@ def casefile_server(app: Any, settings: Settings) -> Iterator[LiveServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
+def srv(request, tmp_path_factory):
+    """Both stores: Qdrant Edge owned by the server, and the Qdrant client's store."""
     settings = casefile_settings(
         tmp_path_factory.mktemp("casefiles") / "data",
+        request.param,
         max_file_bytes=200_000,
         max_upload_bytes=600_000,
         max_files=5,
