@@ -173,22 +173,16 @@ def ingest_command(
     console: Console | None = None,
 ) -> int:
     """Upload the file(s), follow their progress, print the direct command's summary."""
-    from legalstream.rag.cli import print_report
-    from legalstream.rag.ingest import iter_files
+    from legalstream.rag.cli import files_to_ingest, print_report
     from legalstream.rag.loaders import SUPPORTED
 
     console = console or Console()
     target = Path(path)
-    if not target.exists():
-        console.print(f"[red]error:[/] {target} does not exist")
-        return 2
-    files = [p for p in iter_files(target) if p.suffix.lower() in SUPPORTED]
-    if not files:
-        console.print(
-            f"[red]error:[/] no supported files found in {target}"
-            f" (supported: {', '.join(sorted(SUPPORTED))})"
-        )
-        return 1
+    found = files_to_ingest(target, console)
+    if isinstance(found, int):
+        return found
+    # The server refuses a batch holding an unsupported type: send the others.
+    files = [p for p in found if p.suffix.lower() in SUPPORTED]
 
     def body(server: Server) -> int:
         if server.request("GET", f"/cases/{case_id}/documents").status_code == 404:

@@ -78,6 +78,23 @@ def print_report(report: IngestReport, case_id: int, console: Console) -> None:
     )
 
 
+def files_to_ingest(target: Path, console: Console) -> list[Path] | int:
+    """The files at ``target`` (a file, or a folder read with its subfolders), or the
+    exit code after saying why there is nothing to ingest (2: no such path, 1: no
+    supported file). Unsupported files are kept: the ingest reports them as skipped."""
+    if not target.exists():
+        console.print(f"[red]error:[/] {target} does not exist")
+        return 2
+    files = list(iter_files(target))
+    if not any(p.suffix.lower() in SUPPORTED for p in files):
+        console.print(
+            f"[red]error:[/] no supported files found in {target}"
+            f" (supported: {', '.join(sorted(SUPPORTED))})"
+        )
+        return 1
+    return files
+
+
 @store_busy_exits
 def ingest_command(
     settings: Settings,
@@ -89,15 +106,9 @@ def ingest_command(
 ) -> int:
     console = console or Console()
     target = Path(path)
-    if not target.exists():
-        console.print(f"[red]error:[/] {target} does not exist")
-        return 2
-    if target.is_dir() and not any(p.suffix.lower() in SUPPORTED for p in iter_files(target)):
-        console.print(
-            f"[red]error:[/] no supported files found in {target}"
-            f" (supported: {', '.join(sorted(SUPPORTED))})"
-        )
-        return 1
+    files = files_to_ingest(target, console)
+    if isinstance(files, int):
+        return files
     with _engine(settings, console) as engine:
         report = engine.ingest_path(target, case_id, title=title, progress=console.is_terminal)
     print_report(report, case_id, console)
