@@ -148,6 +148,9 @@ class RagSettings(BaseModel):
     fusion_weights: tuple[float, float] = (1.0, 1.0)
     #: Hybrid hits scoring below this share of the best hit are not returned (None: all k).
     min_score_ratio: float | None = 0.4
+    #: The same for a question routed to the one document it names (measured on both
+    #: eval sets: docs/retrieval.md).
+    named_min_score_ratio: float | None = 0.5
     #: A question that names one document of the case is answered from that document.
     route_documents: bool = True
     #: Candidates each hybrid arm fetches before fusion.

@@ -138,6 +138,7 @@ class RetrievalEngine:
         fusion_method: str = "convex",
         fusion_weights: tuple[float, float] | None = (1.0, 1.0),
         min_score_ratio: float | None = 0.4,
+        named_min_score_ratio: float | None = 0.5,
         min_results: int = 1,
     ) -> None:
         self.store = store
@@ -155,6 +156,9 @@ class RetrievalEngine:
         self.fusion_weights = fusion_weights
         #: Hybrid hits below this share of the best hit's fused score are not returned.
         self.min_score_ratio = min_score_ratio
+        #: The same, for a question routed to the one document it names: there the
+        #: answer is a clause or two, and its neighbours are what costs precision.
+        self.named_min_score_ratio = named_min_score_ratio
         #: The cut-off never leaves fewer hits than this (when there are that many).
         self.min_results = min_results
         # BM25 length normalisation wants the typical unit length in tokens (~5.5 chars each).
@@ -219,6 +223,7 @@ class RetrievalEngine:
             fusion_method=rag.fusion,
             fusion_weights=rag.fusion_weights,
             min_score_ratio=rag.min_score_ratio,
+            named_min_score_ratio=rag.named_min_score_ratio,
         )
 
     # search ------------------------------------------------------------------------
@@ -320,11 +325,14 @@ class RetrievalEngine:
         if not query or not query.strip():
             return []
         naming: frozenset[int] = frozenset()
+        routed = False
         if doc_ids is None and self.route_documents:
             route = self.route(query, case_id)
             if route.doc_id is not None:
                 doc_ids = [route.doc_id]
                 naming = route.naming_terms
+                # Chosen among several (a one-document case names nothing).
+                routed = len(self._case_cards(int(case_id))[0]) > 1
         elif doc_ids is not None and len(doc_ids) == 1:
             naming = self._naming_terms(query, case_id, doc_ids[0])
         if naming:
@@ -334,6 +342,8 @@ class RetrievalEngine:
         spec = self.query_spec(query, case_id, k=k, mode=mode, doc_ids=doc_ids)
         if not cut_off:
             spec.min_score_ratio = None
+        elif routed:
+            spec.min_score_ratio = self.named_min_score_ratio
         if doc_ids is None and self.per_doc_share is not None:
             spec.per_doc = max(1, math.ceil(spec.k * self.per_doc_share))
         return self.run(spec)
