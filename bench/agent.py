@@ -27,6 +27,7 @@ over-the-WebSocket bench) can import and extend them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import json
 import queue
@@ -212,6 +213,21 @@ def print_eval(r: dict[str, Any]) -> None:
     )
 
 
+async def wait_ready(url: str, timeout: float) -> None:
+    """Until the server at ``url`` (a WebSocket endpoint) sends its first frame."""
+    from websockets.asyncio.client import connect
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with connect(url) as ws:
+                await ws.recv()
+                return
+        except OSError:
+            await asyncio.sleep(0.3)
+    raise RuntimeError("server did not start")
+
+
 def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dict[str, Any]:
     """Latencies seen by a WebSocket client of a real server (a separate process).
 
@@ -219,7 +235,6 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
     after the lifecycle frames, and to ``agent_execution_complete``; p50/p99
     over ``queries`` queries, run 1 and 10 at a time.
     """
-    import asyncio
     import os
     import socket
     import subprocess
@@ -240,17 +255,6 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
     cmd = [sys.executable, "-m", "legalstream.cli", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"ws://127.0.0.1:{port}/ws/query"
-
-    async def wait_ready() -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                async with connect(url) as ws:
-                    await ws.recv()
-                    return
-            except OSError:
-                await asyncio.sleep(0.3)
-        raise RuntimeError("server did not start")
 
     async def one(question: str, case_id: int) -> dict[str, float]:
         async with connect(url, max_size=None) as ws:
@@ -273,7 +277,7 @@ def measure_ws(queries: int = 50, concurrency: tuple[int, ...] = (1, 10)) -> dic
                     return marks
 
     async def drive() -> dict[str, Any]:
-        await wait_ready()
+        await wait_ready(url, 180)
         for question, case_id in QUESTIONS:  # warm-up
             await one(question, case_id)
         out: dict[str, Any] = {}
@@ -339,7 +343,6 @@ def _serve(env_extra: dict[str, str]) -> tuple[Any, str]:
 
 def measure_llm(queries: int = 5, cancels: int = 10, max_tokens: int = 48) -> dict[str, Any]:
     """Time to first token and cancel -> final frame, real llama.cpp beside the offline backend."""
-    import asyncio
     import urllib.request
 
     import orjson
@@ -363,17 +366,6 @@ def measure_llm(queries: int = 5, cancels: int = 10, max_tokens: int = 48) -> di
     def busy() -> bool:
         with urllib.request.urlopen(llama.url + "/slots", timeout=5) as response:
             return any(s.get("is_processing") for s in orjson.loads(response.read()))
-
-    async def wait_ready(url: str) -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                async with connect(url) as ws:
-                    await ws.recv()
-                    return
-            except OSError:
-                await asyncio.sleep(0.3)
-        raise RuntimeError("server did not start")
 
     async def one(url: str, question: str, case_id: int, cancel: bool) -> dict[str, float]:
         async with connect(url, max_size=None) as ws:
@@ -406,7 +398,7 @@ def measure_llm(queries: int = 5, cancels: int = 10, max_tokens: int = 48) -> di
     async def drive() -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, (_proc, url) in servers.items():
-            await wait_ready(url)
+            await wait_ready(url, 300)
             await one(url, *QUESTIONS[0], cancel=False)  # warm-up (and llama.cpp's prompt cache)
             answered = [await one(url, *QUESTIONS[i % 2], cancel=False) for i in range(queries)]
             cancelled = [await one(url, *QUESTIONS[i % 2], cancel=True) for i in range(cancels)]

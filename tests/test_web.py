@@ -383,6 +383,16 @@ def _mounted_page(browser, server, viewport):
     return context, page, errors
 
 
+def _new_case(page, title):
+    """The page's "New case" action: a title, then the new case is the selected one."""
+    page.get_by_role("button", name="New case").click()
+    page.get_by_label("Title", exact=True).fill(title)
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_function(
+        f"document.querySelector('#case').selectedOptions[0]?.text.includes({title!r})"
+    )
+
+
 def _watch_final(page):
     page.evaluate(
         "() => window.legalstream.on('agent_execution_complete', (e) => { window.__final = e; })"
@@ -459,13 +469,7 @@ def test_browser_case_files_upload_ask_and_read(browser, mounted_server, tmp_pat
     context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
-        # "New case": a title, then the new case is selected.
-        page.get_by_role("button", name="New case").click()
-        page.get_by_label("Title", exact=True).fill("Aurora Kestrel charter")
-        page.get_by_role("button", name="Create").click()
-        page.wait_for_function(
-            "document.querySelector('#case').selectedOptions[0]?.text.includes('Aurora Kestrel charter')"
-        )
+        _new_case(page, "Aurora Kestrel charter")
         label = page.locator("#case").evaluate("s => s.selectedOptions[0].text")
         assert re.match(r"Case \d+ · Aurora Kestrel charter", label), label
         page.wait_for_selector("#documents-card[data-live='open']")
@@ -522,12 +526,7 @@ def test_browser_drop_upload_and_delete(browser, mounted_server):
     context, page, errors = _mounted_page(browser, mounted_server, LAPTOP)
     try:
         page.wait_for_function("document.querySelector('#case').options.length >= 2")
-        page.get_by_role("button", name="New case").click()
-        page.get_by_label("Title", exact=True).fill("Dropped files")
-        page.get_by_role("button", name="Create").click()
-        page.wait_for_function(
-            "document.querySelector('#case').selectedOptions[0]?.text.includes('Dropped files')"
-        )
+        _new_case(page, "Dropped files")
         page.wait_for_selector("#documents-card[data-live='open']")
 
         def drop(name: str, text: str) -> None:
@@ -608,12 +607,7 @@ def test_browser_case_files_with_a_jwt(browser, tmp_path):
         try:
             page.goto(server.http + "/legal/")
             page.wait_for_function("document.querySelector('#conn').dataset.state === 'open'")
-            page.get_by_role("button", name="New case").click()
-            page.get_by_label("Title", exact=True).fill("Sealed matter")
-            page.get_by_role("button", name="Create").click()
-            page.wait_for_function(
-                "document.querySelector('#case').selectedOptions[0]?.text.includes('Sealed matter')"
-            )
+            _new_case(page, "Sealed matter")
             page.wait_for_selector("#documents-card[data-live='open']")
             page.locator("#file-input").set_input_files(
                 files=[
